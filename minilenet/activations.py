@@ -1,0 +1,93 @@
+"""Element-wise activations: the paper's scaled tanh, and tanh, sigmoid, ReLU.
+
+Each is its own layer. Backward multiplies by f'(a); the Gauss-Newton pass
+multiplies by f'(a)^2 (the f'' term is dropped, paper eq. 27).
+"""
+import numpy as np
+
+from .layer import Layer
+
+#: Paper eq. 6 / Appendix A: f(a) = A tanh(S a).
+A = 1.7159
+S = 2.0 / 3.0
+
+
+class Activation(Layer):
+    """Base for element-wise layers: any input shape, output of the same shape.
+
+    Cache: ``y`` (the output; every derivative here is a function of it, or of
+    the sign of the input for ReLU), ``y_shape``.
+    """
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x):
+        x = self.check_input(x)
+        y = self.f(x)
+        self.cache = {"y": y, "y_shape": y.shape}
+        return y
+
+    def backward(self, dy):
+        dy = self.check_upstream(dy)
+        return dy * self.df(self.cache["y"])
+
+    def backward_second(self, d2y):
+        d2y = self.check_upstream(d2y)
+        d = self.df(self.cache["y"])
+        return d2y * d * d
+
+    def f(self, x):
+        raise NotImplementedError
+
+    def df(self, y):
+        """Derivative f'(a), written in terms of the output y = f(a)."""
+        raise NotImplementedError
+
+
+class ScaledTanh(Activation):
+    """The paper's squashing function f(a) = 1.7159 tanh(2a/3).
+
+    f(+-1) = +-1 (to 3e-6), f'(0) = A*S = 1.1439; f'(a) = (S/A) (A^2 - f(a)^2).
+    """
+
+    def f(self, x):
+        # BEGIN SOLUTION
+        return A * np.tanh(S * x)
+        # END SOLUTION
+
+    def df(self, y):
+        # BEGIN SOLUTION
+        return (S / A) * (A * A - y * y)
+        # END SOLUTION
+
+
+class Tanh(Activation):
+    """f(a) = tanh(a); f' = 1 - y^2."""
+
+    def f(self, x):
+        return np.tanh(x)
+
+    def df(self, y):
+        return 1.0 - y * y
+
+
+class Sigmoid(Activation):
+    """f(a) = 1 / (1 + exp(-a)); f' = y (1 - y). Computed without overflow."""
+
+    def f(self, x):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype)
+
+    def df(self, y):
+        return y * (1.0 - y)
+
+
+class ReLU(Activation):
+    """f(a) = max(a, 0); f' = 1 where a > 0, else 0 (0 at the kink)."""
+
+    def f(self, x):
+        return np.maximum(x, 0)
+
+    def df(self, y):
+        return (y > 0).astype(y.dtype)

@@ -1,0 +1,42 @@
+"""Atomic file writes and pickle-free .npz reading.
+
+Every file minilenet writes (weights, checkpoints, downloads, histories) goes
+to a temporary file in the target folder first and is renamed into place, so
+a crash never leaves a truncated file where a good one was.
+"""
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb"):
+    """Open a temporary file beside ``path``; rename it onto ``path`` on success."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def save_npz(path, arrays):
+    """Write a dict of arrays to ``path`` (.npz) atomically."""
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def load_npz(path):
+    """Read a .npz into a dict of arrays, refusing pickled objects."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}

@@ -1,0 +1,184 @@
+"""Reference kernels in plain NumPy: the specification the Numba twins must match.
+
+A kernel is a pure function of arrays and ints: no layers, no validation (the
+layers validate before calling). Outputs have the dtype of the inputs.
+"""
+import numpy as np
+
+
+# --------------------------------------------------------------- im2col
+def im2col(x, kh, kw, stride=1):
+    """Gather every KH x KW window of ``x`` into columns.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    kh, kw, stride : int
+
+    Returns
+    -------
+    cols : ndarray of shape (N, C, KH, KW, OH, OW)
+        ``cols[n, c, i, j, p, q] = x[n, c, p*stride + i, q*stride + j]`` with
+        OH = (H - KH) // stride + 1 and OW = (W - KW) // stride + 1.
+    """
+    N, C, H, W = x.shape
+    OH, OW = (H - kh) // stride + 1, (W - kw) // stride + 1
+    cols = np.empty((N, C, kh, kw, OH, OW), dtype=x.dtype)
+    # BEGIN SOLUTION
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = x[:, :, i:i + stride * OH:stride, j:j + stride * OW:stride]
+    # END SOLUTION
+    return cols
+
+
+def col2im(cols, x_shape, stride=1):
+    """Adjoint of ``im2col``: scatter columns back, *summing* overlapping windows.
+
+    Parameters
+    ----------
+    cols : ndarray of shape (N, C, KH, KW, OH, OW)
+    x_shape : tuple (N, C, H, W)
+
+    Returns
+    -------
+    x : ndarray of shape (N, C, H, W)
+        Every pixel receives the sum of all window entries that read it.
+    """
+    N, C, kh, kw, OH, OW = cols.shape
+    x = np.zeros(x_shape, dtype=cols.dtype)
+    # BEGIN SOLUTION
+    for i in range(kh):
+        for j in range(kw):
+            x[:, :, i:i + stride * OH:stride, j:j + stride * OW:stride] += cols[:, :, i, j]
+    # END SOLUTION
+    return x
+
+
+# ---------------------------------------------------------- convolution
+def conv2d_forward(x, w, b):
+    """Valid, stride-1 cross-correlation.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    w : ndarray of shape (F, C, KH, KW)
+    b : ndarray of shape (F,)
+
+    Returns
+    -------
+    y : ndarray of shape (N, F, OH, OW), ``y = sum_{c,i,j} w[f,c,i,j] x[n,c,p+i,q+j] + b[f]``
+    """
+    F, C, KH, KW = w.shape
+    # BEGIN SOLUTION
+    cols = im2col(x, KH, KW)                                   # (N, C, KH, KW, OH, OW)
+    N, OH, OW = x.shape[0], cols.shape[4], cols.shape[5]
+    y = w.reshape(F, -1) @ cols.reshape(N, C * KH * KW, OH * OW)  # (N, F, OH*OW)
+    y = y.reshape(N, F, OH, OW) + b.reshape(1, F, 1, 1)
+    # END SOLUTION
+    return y
+
+
+def conv2d_backward(x, w, dy):
+    """Gradients of ``conv2d_forward``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    w : ndarray of shape (F, C, KH, KW)
+    dy : ndarray of shape (N, F, OH, OW)
+
+    Returns
+    -------
+    dx : (N, C, H, W) ``col2im(w^T dy)``;  dw : (F, C, KH, KW) ``sum_n dy cols^T``;
+    db : (F,) ``sum over n, p, q of dy``.
+    """
+    F, C, KH, KW = w.shape
+    N, _, OH, OW = dy.shape
+    # BEGIN SOLUTION
+    cols = im2col(x, KH, KW).reshape(N, C * KH * KW, OH * OW)
+    dy2 = dy.reshape(N, F, OH * OW)
+    dw = np.einsum("nfp,nkp->fk", dy2, cols).reshape(w.shape)
+    db = dy2.sum(axis=(0, 2))
+    dcols = w.reshape(F, -1).T @ dy2                           # (N, C*KH*KW, OH*OW)
+    dx = col2im(dcols.reshape(N, C, KH, KW, OH, OW), x.shape)
+    # END SOLUTION
+    return dx, dw, db
+
+
+def table_to_dense(w, out_idx, in_idx, n_out, n_in):
+    """Scatter packed kernels (K, KH, KW) into a dense (F, C, KH, KW) weight, zeros elsewhere."""
+    dense = np.zeros((n_out, n_in) + w.shape[1:], dtype=w.dtype)
+    dense[out_idx, in_idx] = w
+    return dense
+
+
+def table_conv2d_forward(x, w, b, out_idx, in_idx):
+    """Convolution restricted to a connection table (LeNet-5's C3).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    w : ndarray of shape (K, KH, KW), one kernel per connection k
+    b : ndarray of shape (F,)
+    out_idx, in_idx : int arrays of shape (K,): connection k links input map
+        ``in_idx[k]`` to output map ``out_idx[k]``.
+
+    Returns
+    -------
+    y : ndarray of shape (N, F, OH, OW)
+    """
+    # BEGIN SOLUTION
+    dense = table_to_dense(w, out_idx, in_idx, b.shape[0], x.shape[1])
+    y = conv2d_forward(x, dense, b)
+    # END SOLUTION
+    return y
+
+
+def table_conv2d_backward(x, w, dy, out_idx, in_idx):
+    """Gradients of ``table_conv2d_forward``: dx (N, C, H, W), dw (K, KH, KW), db (F,).
+
+    Only connected kernels get a gradient: the dense gradient is gathered back
+    at the table's connections.
+    """
+    # BEGIN SOLUTION
+    dense = table_to_dense(w, out_idx, in_idx, dy.shape[1], x.shape[1])
+    dx, dw_dense, db = conv2d_backward(x, dense, dy)
+    dw = dw_dense[out_idx, in_idx]
+    # END SOLUTION
+    return dx, dw, db
+
+
+# ---------------------------------------------------------- subsampling
+def subsample_forward(x, coef, bias, scale):
+    """Trainable 2x2 subsampling: ``y = coef[c] * scale * sum_{2x2} x + bias[c]``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W), H and W even
+    coef, bias : ndarray of shape (C,)
+    scale : float, 1.0 for the paper's sum, 0.25 for the average
+
+    Returns
+    -------
+    y : ndarray of shape (N, C, H/2, W/2)
+    """
+    N, C, H, W = x.shape
+    # BEGIN SOLUTION
+    pooled = x.reshape(N, C, H // 2, 2, W // 2, 2).sum(axis=(3, 5))
+    y = (coef * scale).reshape(1, C, 1, 1) * pooled + bias.reshape(1, C, 1, 1)
+    # END SOLUTION
+    return y
+
+
+def subsample_backward(x, coef, dy, scale):
+    """Gradients of ``subsample_forward``: dx (N, C, H, W), dcoef (C,), dbias (C,)."""
+    N, C, H, W = x.shape
+    # BEGIN SOLUTION
+    pooled = x.reshape(N, C, H // 2, 2, W // 2, 2).sum(axis=(3, 5))
+    dcoef = scale * (dy * pooled).sum(axis=(0, 2, 3))
+    dbias = dy.sum(axis=(0, 2, 3))
+    g = (coef * scale).reshape(1, C, 1, 1) * dy                 # (N, C, H/2, W/2)
+    dx = np.repeat(np.repeat(g, 2, axis=2), 2, axis=3)
+    # END SOLUTION
+    return dx, dcoef, dbias

@@ -1,0 +1,127 @@
+"""EuclideanRBF: LeNet-5's output layer, and the 7x12 digit bitmaps it compares against."""
+from importlib import resources
+
+import numpy as np
+
+from .layer import Layer
+
+BITMAP_ROWS, BITMAP_COLS = 12, 7
+
+
+def parse_bitmaps(text):
+    """Parse ASCII-art bitmaps: a ``digit K`` line, then 12 rows of 7 ``#``/``.``.
+
+    Returns an (n_classes, 84) array of +1 (``#``) and -1 (``.``), ordered by K.
+    Lines starting with ``#`` before a block, and blank lines, are ignored.
+    """
+    codes, current, label = {}, None, None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or (current is None and line.startswith("#")):
+            continue
+        if line.startswith("digit"):
+            label, current = int(line.split()[1]), []
+            codes[label] = current
+            continue
+        if current is None or len(line) != BITMAP_COLS or set(line) - set("#."):
+            raise ValueError(f"bitmaps: bad row {raw!r} (expected {BITMAP_COLS} of '#' or '.')")
+        current.append([1.0 if ch == "#" else -1.0 for ch in line])
+    for label, rows in codes.items():
+        if len(rows) != BITMAP_ROWS:
+            raise ValueError(f"bitmaps: digit {label} has {len(rows)} rows, "
+                             f"expected {BITMAP_ROWS}")
+    if sorted(codes) != list(range(len(codes))):
+        raise ValueError(f"bitmaps: labels must be 0..K-1, got {sorted(codes)}")
+    return np.array([np.ravel(codes[k]) for k in range(len(codes))])
+
+
+def load_digit_bitmaps():
+    """The shipped prototypes (``resources/digit_bitmaps.txt``) as a (10, 84) array."""
+    text = resources.files("minilenet").joinpath("resources/digit_bitmaps.txt").read_text()
+    return parse_bitmaps(text)
+
+
+def format_bitmaps(centers):
+    """Render (K, 84) codes back to the ASCII art ``parse_bitmaps`` reads."""
+    out = []
+    for k, code in enumerate(np.asarray(centers)):
+        out.append(f"digit {k}")
+        for row in code.reshape(BITMAP_ROWS, BITMAP_COLS):
+            out.append("".join("#" if v > 0 else "." for v in row))
+    return "\n".join(out)
+
+
+def hamming_distances(centers):
+    """Pairwise count of differing pixels between codes, (K, K)."""
+    c = np.sign(np.asarray(centers))
+    return (c[:, None, :] != c[None, :, :]).sum(axis=2)
+
+
+class EuclideanRBF(Layer):
+    """Output layer of Euclidean radial basis units: ``y_i = sum_j (x_j - w_ij)^2``.
+
+    The prototypes ``w`` are fixed (a buffer, not a parameter): by default the
+    shipped 7x12 digit bitmaps, +1 for ink and -1 for background. The predicted
+    class is the argmin of y (the closest prototype).
+
+    Shape
+    -----
+    x (N, D) -> y (N, K); centers (K, D), by default (10, 84).
+
+    Cache
+    -----
+    ``x``, ``y_shape``.
+
+    References
+    ----------
+    Paper section II-B, eq. 7; Fig. 3.
+    """
+    input_ndim = 2
+
+    def __init__(self, centers=None, *, dtype=None):
+        super().__init__(dtype)
+        centers = load_digit_bitmaps() if centers is None else np.asarray(centers)
+        if centers.ndim != 2:
+            raise ValueError(f"{self.name}: centers must be (classes, features), "
+                             f"got shape {centers.shape}")
+        self.buffers["centers"] = centers.astype(self.dtype)
+
+    @property
+    def in_features(self):
+        return self.buffers["centers"].shape[1]
+
+    def output_shape(self, input_shape):
+        if tuple(input_shape) != (self.in_features,):
+            raise ValueError(f"{self.name}: expected ({self.in_features},) per sample, "
+                             f"got {tuple(input_shape)}")
+        return (self.buffers["centers"].shape[0],)
+
+    def connections(self, input_shape):
+        return self.buffers["centers"].size
+
+    def forward(self, x):
+        x = self.check_input(x, (self.in_features,))
+        w = self.buffers["centers"]
+        # BEGIN SOLUTION
+        diff = x[:, None, :] - w[None, :, :]            # (N, K, D)
+        y = (diff * diff).sum(axis=2)
+        # END SOLUTION
+        self.cache = {"x": x, "y_shape": y.shape}
+        return y
+
+    def backward(self, dy):
+        dy = self.check_upstream(dy)
+        x, w = self.cache["x"], self.buffers["centers"]
+        # BEGIN SOLUTION
+        dx = 2.0 * (dy.sum(axis=1, keepdims=True) * x - dy @ w)
+        # END SOLUTION
+        return dx
+
+    def input_curvature(self, n):
+        """Second derivative of any one penalty y_i w.r.t. each input x_j: 2.
+
+        This is where the SDLM optimizer starts its Gauss-Newton pass for the
+        RBF losses (see ``minilenet.optimizers.SDLM``): the correct-class
+        penalty y_D(x) = |x - w_D|^2 is exactly quadratic in x.
+        """
+        return np.full((n, self.in_features), 2.0, dtype=self.dtype)

@@ -1,0 +1,40 @@
+import subprocess
+import sys
+
+from minilenet.cli import main
+
+
+def test_summary_paper(capsys):
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    for number in ("156", "122,304", "5,880", "1,516", "151,600", "2,000", "48,120",
+                   "10,164", "840", "60,000", "340,908"):
+        assert number in out
+
+
+def test_summary_modern(capsys):
+    assert main(["summary", "--variant", "modern"]) == 0
+    assert "MaxPool2D" in capsys.readouterr().out
+
+
+def test_gradcheck_command_passes_and_names_every_layer_type():
+    """Run as a user would: the installed console entry point, in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "minilenet", "gradcheck"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("Conv2D [numpy]", "Conv2D [numba]", "TableConv2D C3", "Subsampling sum",
+                 "Subsampling average", "AvgPool2D", "MaxPool2D", "ScaledTanh", "Tanh",
+                 "Sigmoid", "ReLU", "Dense", "Flatten", "EuclideanRBF", "mse_loss",
+                 "map_loss", "softmax_cross_entropy", "lenet5 paper + mse",
+                 "lenet5 paper + map", "lenet5 modern + ce"):
+        assert name in proc.stdout, name
+    assert proc.stdout.strip().endswith("0 failed")
+
+
+def test_gradcheck_exits_nonzero_on_failure(monkeypatch, capsys):
+    from minilenet import gradcheck_suite
+    from minilenet.gradcheck import CheckResult
+    monkeypatch.setattr(gradcheck_suite, "run_suite",
+                        lambda progress=None: [CheckResult("x", "dx", 0.5)])
+    assert main(["gradcheck"]) == 1
+    assert "FAIL" in capsys.readouterr().out

@@ -1,0 +1,66 @@
+import os
+
+import numpy as np
+import pytest
+
+from minilenet import lenet5
+from minilenet.fileio import atomic_write, load_npz
+
+
+def test_named_parameters_use_paper_labels():
+    names = [n for n, _, _ in lenet5().named_parameters()]
+    assert names == ["c1.weight", "c1.bias", "s2.weight", "s2.bias", "c3.weight", "c3.bias",
+                     "s4.weight", "s4.bias", "c5.weight", "c5.bias", "f6.weight", "f6.bias"]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    a, b = lenet5(seed=1), lenet5(seed=2)
+    a.save(tmp_path / "w.npz")
+    b.load(tmp_path / "w.npz")
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(a(x), b(x))
+    assert "output.centers" in load_npz(tmp_path / "w.npz")
+    assert "c3.table" in load_npz(tmp_path / "w.npz")
+
+
+def test_load_refuses_pickles(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, **{"c1.weight": np.array([object()], dtype=object)})
+    with pytest.raises(ValueError, match="allow_pickle"):
+        lenet5().load(path)
+
+
+def test_load_rejects_a_different_model(tmp_path):
+    lenet5("modern").save(tmp_path / "m.npz")
+    with pytest.raises(KeyError, match="missing"):
+        lenet5().load(tmp_path / "m.npz")
+
+
+def test_atomic_write_leaves_the_old_file_on_error(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"good")
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as f:
+            f.write(b"half")
+            raise RuntimeError("crash")
+    assert path.read_bytes() == b"good"
+    assert os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_duplicate_layer_names_rejected():
+    from minilenet import Sequential, ReLU
+    with pytest.raises(ValueError, match="unique"):
+        Sequential([("a", ReLU()), ("a", ReLU())], (3,))
+
+
+def test_miswired_graph_fails_at_construction():
+    from minilenet import Dense, Sequential
+    with pytest.raises(ValueError, match=r"expected \(4,\) per sample, got \(5,\)"):
+        Sequential([("a", Dense(3, 5)), ("b", Dense(4, 2))], (3,))
+
+
+def test_astype_float64_for_checks():
+    model = lenet5().astype(np.float64)
+    assert all(l.params[k].dtype == np.float64 for _, l, k in model.named_parameters())
+    assert model["output"].buffers["centers"].dtype == np.float64
+    assert model(np.zeros((1, 1, 32, 32))).dtype == np.float64

@@ -1,0 +1,110 @@
+"""Kernels: im2col/col2im properties, NumPy vs Numba agreement, both vs loop oracles."""
+import numpy as np
+import pytest
+
+import naive
+from minilenet import kernels
+from minilenet.kernels import numba_jit, numpy_ref
+
+WINDOWS = [(2, 2, 2), (3, 3, 1), (3, 2, 2), (5, 5, 1), (3, 3, 3)]   # (KH, KW, stride)
+
+
+def test_both_backends_define_every_kernel():
+    for name in kernels.KERNEL_NAMES:
+        assert callable(getattr(numpy_ref, name)) and callable(getattr(numba_jit, name))
+
+
+@pytest.mark.parametrize("kh,kw,stride", WINDOWS)
+def test_im2col_reads_the_right_pixels(backend, rng, kh, kw, stride):
+    x = rng.standard_normal((2, 3, 9, 8))
+    cols = kernels.get(backend).im2col(x, kh, kw, stride)
+    OH, OW = (9 - kh) // stride + 1, (8 - kw) // stride + 1
+    assert cols.shape == (2, 3, kh, kw, OH, OW)
+    for p, q in [(0, 0), (OH - 1, OW - 1), (OH // 2, OW - 1)]:
+        window = x[:, :, p * stride:p * stride + kh, q * stride:q * stride + kw]
+        np.testing.assert_array_equal(cols[:, :, :, :, p, q], window)
+
+
+@pytest.mark.parametrize("kh,kw,stride", WINDOWS)
+def test_col2im_of_ones_counts_windows(backend, kh, kw, stride):
+    """A col2im that overwrites instead of summing gives 1 where windows overlap."""
+    H, W = 9, 8
+    OH, OW = (H - kh) // stride + 1, (W - kw) // stride + 1
+    ones = np.ones((1, 2, kh, kw, OH, OW))
+    counts = kernels.get(backend).col2im(ones, (1, 2, H, W), stride)
+    np.testing.assert_array_equal(counts[0, 1], naive.window_counts((H, W), kh, kw, stride))
+    assert counts.sum() == ones.size
+
+
+@pytest.mark.parametrize("kh,kw,stride", WINDOWS)
+def test_col2im_is_the_adjoint_of_im2col(backend, rng, kh, kw, stride):
+    """<im2col(x), c> == <x, col2im(c)> for every x and c."""
+    k = kernels.get(backend)
+    x = rng.standard_normal((2, 2, 9, 8))
+    c = rng.standard_normal(k.im2col(x, kh, kw, stride).shape)
+    lhs = np.sum(k.im2col(x, kh, kw, stride) * c)
+    rhs = np.sum(x * k.col2im(c, x.shape, stride))
+    assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+def _assert_close(a, b, dtype):
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        assert u.dtype == v.dtype == dtype
+        scale = max(np.abs(v).max(), 1e-30)
+        assert np.abs(u - v).max() / scale <= rtol
+
+
+def _kernel_calls(rng, dtype):
+    table = rng.random((4, 5)) < 0.5
+    table[0] = True
+    out_idx, in_idx = (a.astype(np.int64) for a in np.nonzero(table.T))
+    x = rng.standard_normal((3, 4, 10, 9)).astype(dtype)
+    w = rng.standard_normal((5, 4, 3, 3)).astype(dtype)
+    wt = rng.standard_normal((len(out_idx), 3, 3)).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype)
+    dy = rng.standard_normal((3, 5, 8, 7)).astype(dtype)
+    xs = rng.standard_normal((3, 4, 10, 8)).astype(dtype)
+    coef, bias = rng.standard_normal(4).astype(dtype), rng.standard_normal(4).astype(dtype)
+    dys = rng.standard_normal((3, 4, 5, 4)).astype(dtype)
+    cols = rng.standard_normal((3, 4, 3, 3, 4, 4)).astype(dtype)
+    return {
+        "im2col": (x, 3, 3, 2),
+        "col2im": (cols, (3, 4, 9, 9), 2),
+        "conv2d_forward": (x, w, b),
+        "conv2d_backward": (x, w, dy),
+        "table_conv2d_forward": (x, wt, b, out_idx, in_idx),
+        "table_conv2d_backward": (x, wt, dy, out_idx, in_idx),
+        "subsample_forward": (xs, coef, bias, 1.0),
+        "subsample_backward": (xs, coef, dys, 0.25),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", kernels.KERNEL_NAMES)
+def test_numba_matches_numpy(rng, name, dtype):
+    """Same outputs, same dtype: 1e-12 relative in float64, 2e-5 in float32."""
+    args = _kernel_calls(rng, dtype)[name]
+    _assert_close(getattr(numba_jit, name)(*args), getattr(numpy_ref, name)(*args), dtype)
+
+
+def test_conv_matches_loop_oracle(backend, rng):
+    x, w, b = rng.standard_normal((2, 3, 8, 7)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    np.testing.assert_allclose(kernels.get(backend).conv2d_forward(x, w, b),
+                               naive.conv2d(x, w, b), rtol=1e-12, atol=1e-12)
+
+
+def test_table_conv_matches_loop_oracle(backend, rng):
+    from minilenet import C3_TABLE
+    out_idx, in_idx = (a.astype(np.int64) for a in np.nonzero(C3_TABLE.T))
+    x = rng.standard_normal((2, 6, 9, 9))
+    w, b = rng.standard_normal((60, 5, 5)), rng.standard_normal(16)
+    got = kernels.get(backend).table_conv2d_forward(x, w, b, out_idx, in_idx)
+    np.testing.assert_allclose(got, naive.table_conv2d(x, w, b, C3_TABLE), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_subsample_matches_loop_oracle(backend, rng, scale):
+    x, coef, bias = rng.standard_normal((2, 3, 6, 4)), rng.standard_normal(3), rng.standard_normal(3)
+    np.testing.assert_allclose(kernels.get(backend).subsample_forward(x, coef, bias, scale),
+                               naive.subsample(x, coef, bias, scale), rtol=1e-12, atol=1e-12)
