@@ -50,6 +50,8 @@ def layer_cases(backend):
         (f"AvgPool2D 3x3/1 [{backend}]", lambda: AvgPool2D(3, 1, **kw), _normal((2, 2, 6, 5))),
         (f"MaxPool2D 3x3/2 [{backend}]", lambda: MaxPool2D(3, 2, **kw),
          _distinct((2, 2, 7, 7))),
+        (f"Dense [{backend}]", lambda: Dense(5, 4, **kw), _normal((3, 5))),
+        (f"EuclideanRBF [{backend}]", lambda: EuclideanRBF(**kw), _normal((3, 84))),
     ]
 
 
@@ -59,9 +61,7 @@ def backend_free_cases():
         ("Tanh", lambda: Tanh(F64), _normal((3, 5))),
         ("Sigmoid", lambda: Sigmoid(F64), _normal((3, 5))),
         ("ReLU", lambda: ReLU(F64), _away_from_zero((3, 5))),
-        ("Dense", lambda: Dense(5, 4, dtype=F64), _normal((3, 5))),
         ("Flatten", lambda: Flatten(F64), _normal((2, 3, 2, 2))),
-        ("EuclideanRBF", lambda: EuclideanRBF(dtype=F64), _normal((3, 84))),
     ]
 
 

@@ -52,8 +52,8 @@ def lenet5(variant="paper", *, seed=0, subsampling="sum", count_bias=False,
             ("s4", MaxPool2D(2, dtype=dtype, backend=backend)),
             ("c5", Conv2D(16, 120, 5, init=init, backend=backend, **kw)), ("c5_act", ReLU(dtype)),
             ("flatten", Flatten(dtype)),
-            ("f6", Dense(120, 84, init=init, **kw)), ("f6_act", ReLU(dtype)),
-            ("output", Dense(84, 10, init=init, **kw)),
+            ("f6", Dense(120, 84, init=init, backend=backend, **kw)), ("f6_act", ReLU(dtype)),
+            ("output", Dense(84, 10, init=init, backend=backend, **kw)),
         ]
         return Sequential(layers, INPUT_SHAPE)
     init = FanInUniform(count_bias=count_bias, bias=bias_init)
@@ -67,8 +67,9 @@ def lenet5(variant="paper", *, seed=0, subsampling="sum", count_bias=False,
         ("s4_act", ScaledTanh(dtype)),
         ("c5", Conv2D(16, 120, 5, init=init, backend=backend, **kw)), ("c5_act", ScaledTanh(dtype)),
         ("flatten", Flatten(dtype)),
-        ("f6", Dense(120, 84, init=init, **kw)), ("f6_act", ScaledTanh(dtype)),
-        ("output", EuclideanRBF(centers, dtype=dtype)),
+        ("f6", Dense(120, 84, init=init, backend=backend, **kw)),
+        ("f6_act", ScaledTanh(dtype)),
+        ("output", EuclideanRBF(centers, dtype=dtype, backend=backend)),
     ]
     return Sequential(layers, INPUT_SHAPE)
 

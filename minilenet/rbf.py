@@ -3,6 +3,7 @@ from importlib import resources
 
 import numpy as np
 
+from . import config, kernels
 from .layer import Layer
 
 BITMAP_ROWS, BITMAP_COLS = 12, 7
@@ -70,7 +71,7 @@ class EuclideanRBF(Layer):
 
     Cache
     -----
-    ``x``, ``y_shape``.
+    ``x``, ``backend``, ``y_shape``.
 
     References
     ----------
@@ -78,8 +79,9 @@ class EuclideanRBF(Layer):
     """
     input_ndim = 2
 
-    def __init__(self, centers=None, *, dtype=None):
+    def __init__(self, centers=None, *, dtype=None, backend=None):
         super().__init__(dtype)
+        self.backend = backend and config.check_backend(backend)
         centers = load_digit_bitmaps() if centers is None else np.asarray(centers)
         if centers.ndim != 2:
             raise ValueError(f"{self.name}: centers must be (classes, features), "
@@ -101,21 +103,15 @@ class EuclideanRBF(Layer):
 
     def forward(self, x):
         x = self.check_input(x, (self.in_features,))
-        w = self.buffers["centers"]
-        # BEGIN SOLUTION
-        diff = x[:, None, :] - w[None, :, :]            # (N, K, D)
-        y = (diff * diff).sum(axis=2)
-        # END SOLUTION
-        self.cache = {"x": x, "y_shape": y.shape}
+        backend = config.backend_for(self.backend)
+        y = kernels.get(backend).rbf_forward(x, self.buffers["centers"])
+        self.cache = {"x": x, "backend": backend, "y_shape": y.shape}
         return y
 
     def backward(self, dy):
         dy = self.check_upstream(dy)
-        x, w = self.cache["x"], self.buffers["centers"]
-        # BEGIN SOLUTION
-        dx = 2.0 * (dy.sum(axis=1, keepdims=True) * x - dy @ w)
-        # END SOLUTION
-        return dx
+        return kernels.get(self.cache["backend"]).rbf_backward(
+            self.cache["x"], self.buffers["centers"], dy)
 
     def input_curvature(self, n):
         """Second derivative of any one penalty y_i w.r.t. each input x_j: 2.

@@ -55,37 +55,49 @@ def _assert_close(a, b, dtype):
         assert np.abs(u - v).max() / scale <= rtol
 
 
-def _kernel_calls(rng, dtype):
+def _kernel_calls(rng, dtype, n):
+    """Arguments for every kernel, with a batch of n samples."""
     table = rng.random((4, 5)) < 0.5
     table[0] = True
     out_idx, in_idx = (a.astype(np.int64) for a in np.nonzero(table.T))
-    x = rng.standard_normal((3, 4, 10, 9)).astype(dtype)
-    w = rng.standard_normal((5, 4, 3, 3)).astype(dtype)
-    wt = rng.standard_normal((len(out_idx), 3, 3)).astype(dtype)
-    b = rng.standard_normal(5).astype(dtype)
-    dy = rng.standard_normal((3, 5, 8, 7)).astype(dtype)
-    xs = rng.standard_normal((3, 4, 10, 8)).astype(dtype)
-    coef, bias = rng.standard_normal(4).astype(dtype), rng.standard_normal(4).astype(dtype)
-    dys = rng.standard_normal((3, 4, 5, 4)).astype(dtype)
-    cols = rng.standard_normal((3, 4, 3, 3, 4, 4)).astype(dtype)
+    normal = lambda *shape: rng.standard_normal(shape).astype(dtype)   # noqa: E731
+    x, w, b = normal(n, 4, 10, 9), normal(5, 4, 3, 3), normal(5)
+    xs, coef, bias = normal(n, 4, 10, 8), normal(4), normal(4)
+    centers = rng.choice([-1.0, 1.0], (10, 84)).astype(dtype)
     return {
         "im2col": (x, 3, 3, 2),
-        "col2im": (cols, (3, 4, 9, 9), 2),
+        "col2im": (normal(n, 4, 3, 3, 4, 4), (n, 4, 9, 9), 2),
         "conv2d_forward": (x, w, b),
-        "conv2d_backward": (x, w, dy),
-        "table_conv2d_forward": (x, wt, b, out_idx, in_idx),
-        "table_conv2d_backward": (x, wt, dy, out_idx, in_idx),
+        "conv2d_backward": (x, w, normal(n, 5, 8, 7)),
+        "table_conv2d_forward": (x, normal(len(out_idx), 3, 3), b, out_idx, in_idx),
+        "table_conv2d_backward": (x, normal(len(out_idx), 3, 3), normal(n, 5, 8, 7),
+                                  out_idx, in_idx),
         "subsample_forward": (xs, coef, bias, 1.0),
-        "subsample_backward": (xs, coef, dys, 0.25),
+        "subsample_backward": (xs, coef, normal(n, 4, 5, 4), 0.25),
+        "dense_forward": (normal(n, 7), normal(7, 5), normal(5)),
+        "dense_backward": (normal(n, 7), normal(7, 5), normal(n, 5)),
+        "rbf_forward": (normal(n, 84), centers),
+        "rbf_backward": (normal(n, 84), centers, normal(n, 10)),
     }
 
 
+@pytest.mark.parametrize("n", [3, numba_jit.PARALLEL_MIN + 13])     # serial, and threads
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", kernels.KERNEL_NAMES)
-def test_numba_matches_numpy(rng, name, dtype):
+def test_numba_matches_numpy(rng, name, dtype, n):
     """Same outputs, same dtype: 1e-12 relative in float64, 2e-5 in float32."""
-    args = _kernel_calls(rng, dtype)[name]
+    args = _kernel_calls(rng, dtype, n)[name]
     _assert_close(getattr(numba_jit, name)(*args), getattr(numpy_ref, name)(*args), dtype)
+
+
+@pytest.mark.parametrize("name", ["conv2d_backward", "table_conv2d_backward", "dense_backward"])
+def test_parallel_kernels_give_the_same_bits_every_run(rng, name):
+    """Weight gradients are reduced per fixed block of samples, then in block order."""
+    args = _kernel_calls(rng, np.float32, 3 * numba_jit.BLOCK + 5)[name]
+    first = getattr(numba_jit, name)(*args)
+    for _ in range(5):
+        for a, b in zip(first, getattr(numba_jit, name)(*args)):
+            assert a.tobytes() == b.tobytes()
 
 
 def test_conv_matches_loop_oracle(backend, rng):

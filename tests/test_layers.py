@@ -18,9 +18,9 @@ LAYERS = {
     "Tanh": (lambda d, b: Tanh(d), (5,)),
     "Sigmoid": (lambda d, b: Sigmoid(d), (5,)),
     "ReLU": (lambda d, b: ReLU(d), (5,)),
-    "Dense": (lambda d, b: Dense(5, 4, dtype=d), (5,)),
+    "Dense": (lambda d, b: Dense(5, 4, dtype=d, backend=b), (5,)),
     "Flatten": (lambda d, b: Flatten(d), (2, 3, 3)),
-    "EuclideanRBF": (lambda d, b: EuclideanRBF(dtype=d), (84,)),
+    "EuclideanRBF": (lambda d, b: EuclideanRBF(dtype=d, backend=b), (84,)),
 }
 
 

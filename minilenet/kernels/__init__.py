@@ -14,6 +14,7 @@ KERNEL_NAMES = (
     "conv2d_forward", "conv2d_backward",
     "table_conv2d_forward", "table_conv2d_backward",
     "subsample_forward", "subsample_backward",
+    "dense_forward", "dense_backward", "rbf_forward", "rbf_backward",
 )
 
 _MODULES = {"numpy": "numpy_ref", "numba": "numba_jit"}

@@ -182,3 +182,60 @@ def subsample_backward(x, coef, dy, scale):
     dx = np.repeat(np.repeat(g, 2, axis=2), 2, axis=3)
     # END SOLUTION
     return dx, dcoef, dbias
+
+
+# ---------------------------------------------------------- dense, RBF
+def dense_forward(x, w, b):
+    """Fully connected layer.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, D_in)
+    w : ndarray of shape (D_in, D_out)
+    b : ndarray of shape (D_out,)
+
+    Returns
+    -------
+    y : ndarray of shape (N, D_out), ``y = x @ w + b``
+    """
+    # BEGIN SOLUTION
+    y = x @ w + b
+    # END SOLUTION
+    return y
+
+
+def dense_backward(x, w, dy):
+    """Gradients of ``dense_forward``: dx = dy w^T (N, D_in), dw = x^T dy, db = sum_n dy."""
+    # BEGIN SOLUTION
+    dx = dy @ w.T
+    dw = x.T @ dy
+    db = dy.sum(axis=0)
+    # END SOLUTION
+    return dx, dw, db
+
+
+def rbf_forward(x, centers):
+    """Euclidean RBF units (paper eq. 7).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, D)
+    centers : ndarray of shape (K, D)
+
+    Returns
+    -------
+    y : ndarray of shape (N, K), ``y[n, k] = sum_d (x[n, d] - centers[k, d])^2``
+    """
+    # BEGIN SOLUTION
+    diff = x[:, None, :] - centers[None, :, :]          # (N, K, D)
+    y = (diff * diff).sum(axis=2)
+    # END SOLUTION
+    return y
+
+
+def rbf_backward(x, centers, dy):
+    """Input gradient of ``rbf_forward``: dx = 2 (sum_k dy_k x - dy @ centers), (N, D)."""
+    # BEGIN SOLUTION
+    dx = 2.0 * (dy.sum(axis=1, keepdims=True) * x - dy @ centers)
+    # END SOLUTION
+    return dx

@@ -1,0 +1,208 @@
+"""Speed and memory of minilenet, measured in one run: the NumPy reference
+against the Numba path, as ratios (``minilenet bench``; see docs/performance.md).
+
+Every figure is the median of ``repeats`` timed runs after a warm-up, on the
+paper network (C3 table, trainable subsampling, scaled tanh, RBF) in float32,
+training with SDLM and the MAP loss.
+"""
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from . import config, losses
+from .fused import TrainStep, supports as fused_supports
+from .models import lenet5
+from .optimizers import SDLM
+
+
+def _data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(-0.1, 1.175, (n, 1, 32, 32)).astype(np.float32),
+            rng.integers(0, 10, n))
+
+
+def _trainer_step(model, optimizer, loss_fn):
+    """The step the Trainer takes: fused when it can be, else through the layers."""
+    if fused_supports(model, "map", optimizer):
+        return TrainStep(model, optimizer.rates(model), "map")
+
+    def step(x, y):
+        _, g = loss_fn(model.forward(x), y)
+        model.backward(g)
+        optimizer.step(model)
+    return step
+
+
+def train_rate(backend, batch, images, repeats):
+    """Training images/s at ``batch``: median over ``repeats`` runs of ``images`` images."""
+    with config.using(backend):
+        model = lenet5()
+        x, y = _data(max(images, 500))
+        optimizer = SDLM(mu=0.5)
+        optimizer.start_epoch(0, model, x[:500])
+        step = _trainer_step(model, optimizer, losses.get("map"))
+        n = images - images % batch or batch
+        step(x[:batch], y[:batch])                        # warm-up (and compile)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for i in range(0, n, batch):
+                step(x[i:i + batch], y[i:i + batch])
+            times.append(time.perf_counter() - t)
+    return n / statistics.median(times)
+
+
+def inference_rate(backend, batch, repeats):
+    with config.using(backend):
+        model = lenet5()
+        x, _ = _data(batch)
+        model.predict_scores(x, batch)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model.predict_scores(x, batch)
+            times.append(time.perf_counter() - t)
+    return batch / statistics.median(times)
+
+
+_FIRST_CALL = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+from minilenet import lenet5, fused
+from minilenet.optimizers import SDLM
+model = lenet5()
+x = np.zeros((1, 1, 32, 32), np.float32)
+opt = SDLM()
+opt.start_epoch(0, model, np.zeros((4, 1, 32, 32), np.float32))
+fused.train_step(model, opt.rates(model), x, np.array([0]), "map")
+model.predict_scores(np.zeros((2, 1, 32, 32), np.float32))
+print(time.perf_counter() - t0)
+"""
+
+
+def first_call_seconds(repeats=3):
+    """(cold, cached) seconds from a new process to a first training step and a
+    first batched forward: an empty Numba cache, then the same cache warm."""
+    cold, cached = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            for bucket in (cold, cached):
+                out = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, check=True,
+                                     capture_output=True, text=True).stdout
+                bucket.append(float(out.split()[-1]))
+    return statistics.median(cold), statistics.median(cached)
+
+
+def train_peak_memory(data=None, limit=0):
+    """Peak resident memory (MiB) of ``minilenet train --epochs 1`` in a new process."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "minilenet", "train", "--epochs", "1", "--quiet",
+               "--out", out] + (["--data", data] if data else []) + \
+              (["--limit", str(limit)] if limit else [])
+        subprocess.run(cmd, check=True, capture_output=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def epoch_seconds(backend, images):
+    """Seconds for a batch-1 SDLM pass over ``images`` images (curvature estimate included)."""
+    with config.using(backend):
+        model = lenet5()
+        x, y = _data(images)
+        optimizer = SDLM(mu=0.5)
+        t = time.perf_counter()
+        optimizer.start_epoch(0, model, x[:500])
+        step = _trainer_step(model, optimizer, losses.get("map"))
+        for i in range(images):
+            step(x[i:i + 1], y[i:i + 1])
+        return time.perf_counter() - t
+
+
+def run(batches=(1, 16, 64, 256), images=2048, repeats=5, epoch_images=60000,
+        numpy_epoch_images=3000, memory=True, data=None, log=print):
+    """Measure everything; returns a dict (also what --json writes)."""
+    rows = []
+    for batch in batches:
+        n = images if batch > 1 else images // 2
+        log(f"training, batch {batch} ...")
+        rows.append({"what": f"train images/s, batch {batch}",
+                     "numpy": train_rate("numpy", batch, n, repeats),
+                     "numba": train_rate("numba", batch, n, repeats)})
+    log("inference, batch 1000 ...")
+    rows.append({"what": "inference images/s, batch 1000",
+                 "numpy": inference_rate("numpy", 1000, repeats),
+                 "numba": inference_rate("numba", 1000, repeats)})
+    log(f"batch-1 SDLM epoch ({epoch_images:,} images on numba, "
+        f"{numpy_epoch_images:,} on numpy, scaled) ...")
+    numba_epoch = epoch_seconds("numba", epoch_images) * 60000 / epoch_images
+    numpy_epoch = epoch_seconds("numpy", numpy_epoch_images) * 60000 / numpy_epoch_images
+    rows.append({"what": "batch-1 SDLM epoch of 60,000, seconds",
+                 "numpy": numpy_epoch, "numba": numba_epoch, "lower_is_better": True})
+    log("first call (new processes) ...")
+    cold, cached = first_call_seconds()
+    result = {"rows": rows, "compile_cold_s": cold, "compile_cached_s": cached,
+              "machine": {"cpus": os.cpu_count(), "processor": platform.processor(),
+                          "python": platform.python_version(), "numpy": np.__version__}}
+    if memory:
+        log("peak memory of one training epoch ...")
+        result["train_peak_rss_mib"] = train_peak_memory(data)
+    try:
+        import numba
+        result["machine"]["numba"] = numba.__version__
+    except ImportError:
+        pass
+    torch_rows = _torch_rows(batches, images, repeats, log)
+    if torch_rows:
+        result["torch"] = torch_rows
+    return result
+
+
+def _torch_rows(batches, images, repeats, log):
+    """PyTorch on the same network, when it happens to be installed (never required)."""
+    try:
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+        import torch_reference
+    except ImportError:
+        return None
+    log("pytorch reference ...")
+    return torch_reference.measure(batches, images, repeats)
+
+
+def format_table(result):
+    lines = [f"{'':<40}{'numpy':>12}{'numba':>12}{'numba/numpy':>13}", "-" * 77]
+    for row in result["rows"]:
+        ratio = row["numba"] / row["numpy"]
+        if row.get("lower_is_better"):
+            ratio = 1 / ratio
+        lines.append(f"{row['what']:<40}{row['numpy']:>12,.1f}{row['numba']:>12,.1f}"
+                     f"{ratio:>12.1f}x")
+    lines.append("-" * 77)
+    lines.append(f"numba first call: {result['compile_cold_s']:.1f} s cold, "
+                 f"{result['compile_cached_s']:.2f} s with the on-disk cache")
+    if "train_peak_rss_mib" in result:
+        lines.append(f"peak resident memory, one full training epoch: "
+                     f"{result['train_peak_rss_mib']:,.0f} MiB")
+    for row in result.get("torch") or []:
+        lines.append(f"pytorch {row['what']}: {row['value']:,.1f}")
+    return "\n".join(lines)
+
+
+def main(args):
+    result = run(batches=tuple(args.batches), images=args.images, repeats=args.repeats,
+                 epoch_images=args.epoch_images, memory=not args.no_memory, data=args.data,
+                 log=lambda s: print(s, file=sys.stderr))
+    print(format_table(result))
+    if args.json:
+        from .fileio import atomic_write
+        with atomic_write(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0

@@ -1,0 +1,74 @@
+"""Random planar affine distortions of training digits (paper section III-C).
+
+The paper combines horizontal and vertical translation, scaling, squeezing
+(horizontal compression with vertical elongation, or the reverse) and
+horizontal shearing, but gives no ranges. The ranges of ``DistortionRanges``
+are minilenet's choice, picked so that the distorted digits stay legible.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DistortionRanges:
+    """Uniform ranges of each random map (minilenet's choice; the paper gives none).
+
+    translate : pixels, horizontal and vertical, each in [-t, t]
+    scale     : overall zoom factor in [1 - s, 1 + s]
+    squeeze   : x scaled by (1 + q) and y by 1 / (1 + q), q in [-q, q]
+    shear     : horizontal shear x += k * y, k in [-k, k]
+    """
+    translate: float = 2.0
+    scale: float = 0.1
+    squeeze: float = 0.15
+    shear: float = 0.3
+
+
+def random_affine(n, rng, ranges=DistortionRanges()):
+    """n random 2x2 matrices (N, 2, 2) and translations (N, 2), in (row, col) order.
+
+    A maps output offsets from the image centre to input offsets (inverse map).
+    """
+    u = lambda r: rng.uniform(-r, r, size=n)          # noqa: E731
+    s = 1.0 + u(ranges.scale)
+    q = 1.0 + u(ranges.squeeze)
+    k = u(ranges.shear)
+    t = np.stack([u(ranges.translate), u(ranges.translate)], axis=1)
+    # forward map (row, col): rows scaled by s/q, cols by s*q, then col += k * row.
+    forward = np.zeros((n, 2, 2))
+    forward[:, 0, 0] = s / q
+    forward[:, 1, 1] = s * q
+    forward[:, 1, 0] = k * s / q
+    return np.linalg.inv(forward), t
+
+
+def warp(images, inverse, shift):
+    """Apply affine maps to uint8 images (N, H, W) with bilinear interpolation.
+
+    Output pixel p samples the input at centre + inverse @ (p - centre - shift);
+    outside the image reads background (0). Returns uint8 (N, H, W).
+    """
+    N, H, W = images.shape
+    rows, cols = np.mgrid[0:H, 0:W].astype(np.float64)
+    centre = np.array([(H - 1) / 2, (W - 1) / 2])
+    offs = np.stack([rows - centre[0], cols - centre[1]])[None] - shift[:, :, None, None]
+    src = np.einsum("nij,njhw->nihw", inverse, offs) + centre[None, :, None, None]
+    r0, c0 = np.floor(src[:, 0]), np.floor(src[:, 1])
+    fr, fc = src[:, 0] - r0, src[:, 1] - c0
+    padded = np.pad(images.astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+    r0 = np.clip(r0.astype(np.int64) + 1, 0, H)
+    c0 = np.clip(c0.astype(np.int64) + 1, 0, W)
+    n = np.arange(N)[:, None, None]
+    out = ((1 - fr) * (1 - fc) * padded[n, r0, c0] + (1 - fr) * fc * padded[n, r0, c0 + 1]
+           + fr * (1 - fc) * padded[n, r0 + 1, c0] + fr * fc * padded[n, r0 + 1, c0 + 1])
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def distort(images, rng, ranges=DistortionRanges(), chunk=5000):
+    """A freshly distorted copy of uint8 images (N, H, W), drawn from ``rng``."""
+    out = np.empty_like(images)
+    for i in range(0, len(images), chunk):
+        inverse, shift = random_affine(len(images[i:i + chunk]), rng, ranges)
+        out[i:i + chunk] = warp(images[i:i + chunk], inverse, shift)
+    return out

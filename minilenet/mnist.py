@@ -1,0 +1,238 @@
+"""MNIST: find the four IDX files, download them if missing, verify, preprocess.
+
+Where the files are looked for, in order: the ``folder`` argument (``--data``),
+the ``MINILENET_DATA`` environment variable, then the user cache
+(``$XDG_CACHE_HOME/minilenet/mnist``, by default ``~/.cache/minilenet/mnist``).
+Only the cache is downloaded into.
+"""
+import gzip
+import hashlib
+import os
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+from .fileio import atomic_write
+from .idx import read_idx
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+#: SHA-256 of the uncompressed files (the content, whatever the wrapper).
+RAW_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+#: MD5 of the .gz files as the public mirrors serve them.
+MIRROR_GZ_MD5 = {
+    "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+#: Public mirrors, tried in turn (``MINILENET_MNIST_MIRRORS``: space-separated URLs).
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+#: Paper preprocessing: background (byte 0) -> -0.1, full ink (255) -> 1.175.
+BACKGROUND, FOREGROUND = -0.1, 1.175
+PAD = 2
+
+
+class MnistError(RuntimeError):
+    """MNIST could not be found, downloaded or verified."""
+
+
+def cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "minilenet", "mnist")
+
+
+def data_dir(folder=None):
+    """The folder to read: the argument, else $MINILENET_DATA, else the user cache."""
+    return os.fspath(folder or os.environ.get("MINILENET_DATA") or cache_dir())
+
+
+def find_file(folder, name):
+    """``name.gz`` or ``name`` in folder, or None."""
+    for candidate in (name + ".gz", name):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _digest(data, algorithm):
+    return hashlib.new(algorithm, data).hexdigest()
+
+
+def raw_bytes(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def verify_file(path, name, checksums=RAW_SHA256):
+    """Check the uncompressed content's SHA-256 when it is known for ``name``."""
+    expected = checksums.get(name)
+    if expected is None:
+        return
+    try:
+        actual = _digest(raw_bytes(path), "sha256")
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise MnistError(f"{path}: corrupt or truncated file ({e})") from e
+    if actual != expected:
+        raise MnistError(
+            f"{path}: checksum mismatch (SHA-256 of the content {actual[:16]}..., expected "
+            f"{expected[:16]}...). The file is corrupt, or it is another MNIST-format data set "
+            f"(Fashion-MNIST, say): then pass verify=False (--no-verify) to skip the check.")
+
+
+def _fetch(url, dest, progress, timeout):
+    """Stream ``url`` into the open file ``dest``, with a progress bar."""
+    from tqdm.auto import tqdm
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(url),
+                  disable=not progress, leave=False) as bar:
+            while chunk := response.read(1 << 16):
+                dest.write(chunk)
+                bar.update(len(chunk))
+
+
+def download(name, folder, mirrors=None, retries=3, progress=True, timeout=30,
+             gz_md5=MIRROR_GZ_MD5, checksums=RAW_SHA256):
+    """Download ``name.gz`` into ``folder`` from the first mirror that serves a good copy.
+
+    Each mirror is tried ``retries`` times (with back-off) on network errors;
+    a copy that fails its checksum moves on to the next mirror. The file only
+    appears in ``folder`` once verified (temporary file, then rename).
+    """
+    mirrors = mirrors or os.environ.get("MINILENET_MNIST_MIRRORS", "").split() or MIRRORS
+    dest = os.path.join(folder, name + ".gz")
+    errors = []
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + "/" + name + ".gz"
+        for attempt in range(1, retries + 1):
+            try:
+                with atomic_write(dest) as f:
+                    _fetch(url, f, progress, timeout)
+                    f.flush()
+                    _check_download(f.name, name, gz_md5, checksums)
+                return dest
+            except MnistError as e:              # a bad copy: retrying this mirror won't help
+                errors.append(f"{url}: rejected: {e}")
+                break
+            except (urllib.error.URLError, OSError, TimeoutError) as e:
+                if attempt == retries:
+                    errors.append(f"{url}: {e} ({retries} attempts)")
+                else:
+                    time.sleep(0.5 * 2 ** (attempt - 1))
+    raise MnistError(f"could not download {name}.gz:\n  " + "\n  ".join(errors))
+
+
+def _check_download(path, name, gz_md5, checksums):
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] != b"\x1f\x8b":
+        raise MnistError(f"{name}.gz: the server did not send a gzip file")
+    expected_md5 = gz_md5.get(name)
+    if expected_md5 and _digest(data, "md5") != expected_md5:
+        raise MnistError(f"{name}.gz: MD5 of the download does not match the mirrors' file")
+    try:
+        content = gzip.decompress(data)
+    except (EOFError, gzip.BadGzipFile, OSError) as e:
+        raise MnistError(f"{name}.gz: corrupt download ({e})") from e
+    if checksums.get(name) and _digest(content, "sha256") != checksums[name]:
+        raise MnistError(f"{name}.gz: content checksum mismatch (corrupt download)")
+
+
+def load_mnist(folder=None, *, download_missing=True, verify=True, progress=True,
+               mirrors=None, checksums=RAW_SHA256):
+    """Load the four MNIST arrays as uint8 images (N, 28, 28) and labels (N,).
+
+    Returns a dict with keys ``train_images``, ``train_labels``,
+    ``test_images``, ``test_labels``. Files missing from the folder are
+    downloaded into it (unless ``download_missing=False``). Checksums are
+    verified for the files whose checksums are known, unless ``verify=False``.
+    """
+    folder = data_dir(folder)
+    out = {}
+    for key, name in FILES.items():
+        path = find_file(folder, name)
+        if path is None:
+            if not download_missing:
+                raise MnistError(_missing_message(folder, name))
+            try:
+                path = download(name, folder, mirrors, progress=progress,
+                                checksums=checksums if verify else {},
+                                gz_md5=MIRROR_GZ_MD5 if verify else {})
+            except MnistError as e:
+                raise MnistError(f"{e}\n{_missing_message(folder, name)}") from e
+        elif verify:
+            verify_file(path, name, checksums)
+        out[key] = read_idx(path)
+    _check_pairs(out)
+    return out
+
+
+def _missing_message(folder, name):
+    return (f"MNIST file {name}(.gz) is not in {folder}. Without network access, copy the four "
+            f"MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into a folder and point "
+            f"MINILENET_DATA at it (export MINILENET_DATA=/path/to/mnist), or pass --data DIR.")
+
+
+def _check_pairs(data):
+    for split in ("train", "test"):
+        images, labels = data[f"{split}_images"], data[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise MnistError(f"{split}: images {images.shape} and labels {labels.shape} "
+                             f"do not pair up (expected (N, H, W) and (N,))")
+
+
+def pad_bytes(images):
+    """uint8 (N, 28, 28) -> (N, 32, 32): 2 pixels of background (0) on every side.
+
+    The paper pads, it does not resize (section II-A).
+    """
+    return np.pad(images, ((0, 0), (PAD, PAD), (PAD, PAD)))
+
+
+def scale_bytes(images, dtype=np.float32):
+    """uint8 (N, H, W) -> (N, 1, H, W) of ``dtype``: x = -0.1 + 1.275 * byte / 255.
+
+    Background (0) becomes -0.1 and full ink (255) 1.175, as in the paper.
+    """
+    t = np.dtype(dtype).type
+    # BEGIN SOLUTION
+    x = images.astype(dtype) * t((FOREGROUND - BACKGROUND) / 255) + t(BACKGROUND)
+    # END SOLUTION
+    return x[:, None]
+
+
+def preprocess(images, dtype=np.float32):
+    """The paper's input: uint8 (N, 28, 28) -> (N, 1, 32, 32) in [-0.1, 1.175]."""
+    return scale_bytes(pad_bytes(images), dtype)
+
+
+def split_validation(images, labels, n_val, seed=0):
+    """Hold out ``n_val`` random training samples: (train_x, train_y, val_x, val_y)."""
+    if not 0 <= n_val < len(images):
+        raise ValueError(f"validation size must be in [0, {len(images)}), got {n_val}")
+    order = np.random.default_rng(seed).permutation(len(images))
+    val, train = order[:n_val], order[n_val:]
+    return images[train], labels[train], images[val], labels[val]

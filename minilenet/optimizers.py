@@ -1,0 +1,151 @@
+"""Optimizers: SGD (momentum, weight decay) and the paper's stochastic diagonal
+Levenberg-Marquardt (SDLM, Appendix C).
+
+An optimizer updates ``layer.params[key]`` in place from ``layer.grads[key]``,
+looking both up through ``model.named_parameters()`` at every step; it keeps
+no reference to a gradient array.
+"""
+import numpy as np
+
+from . import losses
+from .rbf import EuclideanRBF
+
+#: The paper's learning-rate schedule for MNIST, by pass (section III-B):
+#: (first pass, last pass, eta).
+PAPER_ETA = ((1, 2, 5e-4), (3, 5, 2e-4), (6, 8, 1e-4), (9, 12, 5e-5), (13, None, 1e-5))
+
+
+def paper_eta(epoch):
+    """eta for the 0-based ``epoch`` (pass epoch + 1) of the paper's schedule."""
+    p = epoch + 1
+    for first, last, eta in PAPER_ETA:
+        if p >= first and (last is None or p <= last):
+            return eta
+    raise ValueError(f"epoch must be >= 0, got {epoch}")
+
+
+class SGD:
+    """w <- w + v,  v <- momentum * v - lr * (g + weight_decay * w).
+
+    ``lr`` is a number or a function of the 0-based epoch.
+    """
+
+    def __init__(self, lr=0.01, momentum=0.0, weight_decay=0.0):
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.velocity = {}
+        self.epoch = 0
+
+    def current_lr(self):
+        return self.lr(self.epoch) if callable(self.lr) else self.lr
+
+    def start_epoch(self, epoch, model, curvature_x=None):
+        self.epoch = epoch
+
+    def step(self, model):
+        lr = self.current_lr()
+        for name, layer, key in model.named_parameters():
+            w, g = layer.params[key], layer.grads[key]
+            if self.weight_decay:
+                g = g + self.weight_decay * w
+            if self.momentum:
+                v = self.velocity.setdefault(name, np.zeros_like(w))
+                v *= self.momentum
+                v -= lr * g
+                w += v
+            else:
+                w -= lr * g
+
+    def rates(self, model):
+        """Per-parameter step sizes (all equal to lr for SGD)."""
+        lr = self.current_lr()
+        return {name: np.full_like(layer.params[key], lr)
+                for name, layer, key in model.named_parameters()}
+
+    def state_dict(self):
+        return {f"velocity.{k}": v for k, v in self.velocity.items()}
+
+    def load_state_dict(self, state):
+        self.velocity = {k[len("velocity."):]: v.copy() for k, v in state.items()
+                         if k.startswith("velocity.")}
+
+
+class SDLM:
+    """Stochastic diagonal Levenberg-Marquardt (paper Appendix C, eq. 21-27).
+
+    Before each pass, h_kk (the Gauss-Newton diagonal of the Hessian, summed
+    over all connections that share parameter k) is averaged over a few hundred
+    samples and kept fixed; every step then moves each parameter by
+    ``eta / (mu + h_kk)`` times its gradient.
+
+    Parameters
+    ----------
+    mu : float, safety constant (paper: 0.02)
+    eta : float or function of the 0-based epoch (default: the paper's schedule)
+    """
+
+    def __init__(self, mu=0.02, eta=paper_eta):
+        self.mu, self.eta = mu, eta
+        self.h = {}
+        self.epoch = 0
+        self._steps = {}
+
+    def current_eta(self):
+        return self.eta(self.epoch) if callable(self.eta) else self.eta
+
+    def start_epoch(self, epoch, model, curvature_x=None):
+        """Set the pass's eta; re-estimate h on ``curvature_x`` when it is given."""
+        self.epoch = epoch
+        if curvature_x is not None:
+            self.estimate_curvature(model, curvature_x)
+        self._steps = self.rates(model)
+
+    def estimate_curvature(self, model, x):
+        """h_kk = mean over the samples x of the Gauss-Newton second derivatives (eq. 24).
+
+        For the RBF networks the pass starts at the RBF's input, where the
+        correct-class penalty y_D = |x - w_D|^2 has curvature exactly 2 (the
+        MAP criterion's competitive term is left out: the paper does not give
+        its seed, and it is not positive). For a softmax output it starts from
+        p (1 - p), the Gauss-Newton diagonal of cross-entropy.
+        """
+        scores = model.forward(x)
+        last_name, last = list(model.layers.items())[-1]
+        if isinstance(last, EuclideanRBF):
+            model.backward_second(last.input_curvature(len(x)), below=last_name)
+        else:
+            model.backward_second(losses.softmax_cross_entropy_curvature(scores)
+                                  .astype(scores.dtype))
+        n = len(x)
+        self.h = {name: layer.hess[key] / n for name, layer, key in model.named_parameters()}
+        for layer in model:
+            layer.cache = None
+
+    def rates(self, model):
+        """Effective per-parameter learning rates eta / (mu + h_kk), by parameter name."""
+        eta = self.current_eta()
+        out = {}
+        for name, layer, key in model.named_parameters():
+            h = self.h.get(name)
+            if h is None:
+                raise RuntimeError("SDLM: estimate_curvature must run before the first step")
+            out[name] = (eta / (self.mu + h)).astype(layer.params[key].dtype)
+        return out
+
+    def step(self, model):
+        if not self._steps:
+            self._steps = self.rates(model)
+        for name, layer, key in model.named_parameters():
+            layer.params[key] -= self._steps[name] * layer.grads[key]
+
+    def state_dict(self):
+        return {f"h.{k}": v for k, v in self.h.items()}
+
+    def load_state_dict(self, state):
+        self.h = {k[len("h."):]: v.copy() for k, v in state.items() if k.startswith("h.")}
+        self._steps = {}
+
+
+def rate_summary(rates):
+    """{name: (min, median, max)} of per-parameter rates, for the history and plots."""
+    return {name: (float(r.min()), float(np.median(r)), float(r.max()))
+            for name, r in rates.items()}

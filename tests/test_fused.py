@@ -1,0 +1,83 @@
+"""The fused batch-1 step against its reference, the layer graph."""
+import numpy as np
+import pytest
+
+from minilenet import fused, lenet5, losses
+from minilenet.gradcheck import numerical_gradient, rel_error, sample_indices
+from minilenet.optimizers import SDLM, SGD
+
+
+def _grads(model):
+    return {name: model[name.split(".")[0]].grads[name.split(".")[1]].copy()
+            for name in fused.PARAMS}
+
+
+def _batch(rng, n, dtype=np.float64):
+    return rng.uniform(-0.1, 1.175, (n, 1, 32, 32)).astype(dtype), rng.integers(0, 10, n)
+
+
+@pytest.mark.parametrize("loss", ["mse", "map"])
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("subsampling", ["sum", "average"])
+def test_fused_gradients_match_the_layer_graph(rng, loss, n, subsampling):
+    a = lenet5(dtype=np.float64, subsampling=subsampling)
+    b = lenet5(dtype=np.float64, subsampling=subsampling)
+    x, y = _batch(rng, n)
+    expected_loss, g = losses.get(loss)(a.forward(x), y)
+    a.backward(g)
+    got_loss, penalties = fused.gradients(b, x, y, loss)
+    assert got_loss == pytest.approx(expected_loss, rel=1e-12)
+    np.testing.assert_allclose(penalties, a["output"].forward(a["f6_act"].cache["y"]),
+                               rtol=1e-12)
+    ga, gb = _grads(a), _grads(b)
+    for name in fused.PARAMS:
+        assert rel_error(ga[name], gb[name]) < 1e-12, name
+
+
+def test_fused_steps_match_layer_steps_with_sdlm(rng):
+    a, b = lenet5(dtype=np.float64), lenet5(dtype=np.float64)
+    x, y = _batch(rng, 6)
+    opts = [SDLM(), SDLM()]
+    for model, opt in zip((a, b), opts):
+        opt.start_epoch(0, model, x)
+    rates = opts[1].rates(b)
+    for i in range(6):
+        _, g = losses.map_loss(a.forward(x[i:i + 1]), y[i:i + 1])
+        a.backward(g)
+        opts[0].step(a)
+        fused.train_step(b, rates, x[i:i + 1], y[i:i + 1], "map")
+    for k, v in a.state_dict().items():
+        np.testing.assert_allclose(b.state_dict()[k], v, rtol=1e-11, atol=1e-13, err_msg=k)
+
+
+def test_fused_float32_stays_close_to_the_layer_graph(rng):
+    a, b = lenet5(), lenet5()
+    x, y = _batch(rng, 2, np.float32)
+    _, g = losses.map_loss(a.forward(x), y)
+    a.backward(g)
+    fused.gradients(b, x, y, "map")
+    ga, gb = _grads(a), _grads(b)
+    for name in fused.PARAMS:
+        assert gb[name].dtype == np.float32
+        assert rel_error(ga[name], gb[name]) < 1e-5, name
+
+
+def test_fused_gradients_pass_the_finite_difference_check(rng):
+    model = lenet5(dtype=np.float64, seed=1)
+    x, y = _batch(rng, 2)
+    fused.gradients(model, x, y, "map")
+    analytic = _grads(model)
+    objective = lambda: fused.gradients(model, x, y, "map")[0]      # noqa: E731
+    for name in fused.PARAMS:
+        param = model[name.split(".")[0]].params[name.split(".")[1]]
+        idx = sample_indices(param.shape, 6, rng)
+        numeric = numerical_gradient(objective, param, idx, h=1e-2, order=4)
+        assert rel_error(analytic[name].reshape(-1)[idx], numeric) < 1e-7, name
+
+
+def test_supports_only_what_it_implements():
+    paper = lenet5()
+    assert fused.supports(paper, "map", SDLM())
+    assert not fused.supports(paper, "map", SGD())
+    assert not fused.supports(lenet5("modern"), "ce", SDLM())
+    assert not fused.supports(lenet5(backend="numpy"), "map", SDLM())
