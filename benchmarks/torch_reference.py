@@ -21,7 +21,8 @@ class TorchLeNet5(torch.nn.Module):
         self.c1 = torch.nn.Conv2d(1, 6, 5)
         self.s2 = torch.nn.Parameter(torch.rand(2, 6) - 0.5)
         self.c3 = torch.nn.Conv2d(6, 16, 5)
-        self.register_buffer("mask", torch.tensor(C3_TABLE.T[:, :, None, None], dtype=torch.float32))
+        mask = torch.tensor(C3_TABLE.T[:, :, None, None], dtype=torch.float32)
+        self.register_buffer("mask", mask)
         self.s4 = torch.nn.Parameter(torch.rand(2, 16) - 0.5)
         self.c5 = torch.nn.Conv2d(16, 120, 5)
         self.f6 = torch.nn.Linear(120, 84)
@@ -72,7 +73,7 @@ def measure(batches, images, repeats):
         opt = torch.optim.SGD(model.parameters(), lr=1e-4)
         n = (images if batch > 1 else images // 2) // batch * batch
 
-        def epoch():
+        def epoch(model=model, opt=opt, n=n, batch=batch):
             for i in range(0, n, batch):
                 opt.zero_grad()
                 map_loss(model(x[i:i + batch]), y[i:i + batch]).backward()

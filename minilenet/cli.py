@@ -32,6 +32,7 @@ def _config_from_args(args):
                        optimizer=optimizer, loss=loss, j=args.j, lr=args.lr,
                        momentum=args.momentum, mu=args.mu, eta_scale=args.eta_scale,
                        order=args.order, distort=args.distort, limit=args.limit,
+                       validation=args.validation,
                        test_limit=args.test_limit, subsampling=args.subsampling,
                        bitmaps=args.bitmaps or "", seed=args.seed,
                        backend=args.backend or "").validate()
@@ -140,14 +141,15 @@ def read_images(path):
 def cmd_predict(args):
     from .mnist import pad_bytes, scale_bytes
     from .models import predict_labels
+    from .rbf import EuclideanRBF
     from .train import load_trained
     model, _ = load_trained(args.checkpoint, args.variant)
+    kind = "RBF distances" if isinstance(list(model)[-1], EuclideanRBF) else "scores"
     for path in args.images:
         images = read_images(path)
         if images.shape[1] == 28:
             images = pad_bytes(images)
         scores = model.predict_scores(scale_bytes(images, model.dtype))
-        kind = "RBF distances" if args.variant != "modern" and scores.min() >= 0 else "scores"
         for i, (digit, row) in enumerate(zip(predict_labels(model, scores), scores)):
             name = path if len(images) == 1 else f"{path}[{i}]"
             print(f"{name}: digit {digit}   {kind}: " + " ".join(f"{v:.1f}" for v in row))
@@ -184,7 +186,8 @@ def build_parser():
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=0,
                    help="default: 1 (paper), 64 (modern)")
-    p.add_argument("--optimizer", choices=["sdlm", "sgd"], help="default: sdlm (paper), sgd (modern)")
+    p.add_argument("--optimizer", choices=["sdlm", "sgd"],
+                   help="default: sdlm (paper), sgd (modern)")
     p.add_argument("--loss", choices=["map", "mse", "ce"], help="default: map (paper), ce (modern)")
     p.add_argument("--j", type=float, default=0.1, help="the MAP criterion's constant j")
     p.add_argument("--lr", type=float, default=0.0, help="SGD learning rate (default 0.01)")
@@ -203,6 +206,8 @@ def build_parser():
     p.add_argument("--bitmaps", help="RBF prototypes as ASCII art (the format of "
                                      "minilenet/resources/digit_bitmaps.txt)")
     p.add_argument("--limit", type=int, default=0, help="train on the first N images only")
+    p.add_argument("--validation", type=int, default=0,
+                   help="hold out N random training images and report their error each epoch")
     p.add_argument("--test-limit", type=int, default=0, help="test on the first N images only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["numpy", "numba"])

@@ -9,6 +9,8 @@ one compiled function. Its reference is the layer graph itself: the tests check
 that both give the same loss, gradients and weights (1e-12 in float64), and
 check the fused gradients by finite differences.
 """
+import numpy as np
+
 from . import config
 from .optimizers import SDLM
 from .rbf import EuclideanRBF
@@ -45,6 +47,7 @@ def _static(model):
 def gradients(model, x, labels, loss_name, j=0.1):
     """Fused forward and backward only: fills every layer's grads, returns (loss, penalties)."""
     from .kernels import numba_jit
+    _check(x, labels, model.dtype)
     return numba_jit.paper_forward_backward(
         x, labels, _arrays(model, "params"), _arrays(model, "grads"), *_static(model),
         LOSS_KINDS[loss_name], j)
@@ -67,7 +70,21 @@ class TrainStep:
                       LOSS_KINDS[loss_name], j)
 
     def __call__(self, x, labels):
+        _check(x, labels, self._args[0][0].dtype)
         return self._kernel(x, labels, *self._args)
+
+
+def _check(x, labels, dtype):
+    """The kernels do no bounds checks: refuse what would make them read out of bounds."""
+    if not (isinstance(x, np.ndarray) and x.ndim == 4 and x.shape[1:] == (1, 32, 32)
+            and x.dtype == dtype and x.flags.c_contiguous):
+        raise ValueError(f"fused step: expected a C-contiguous {dtype} array of shape "
+                         f"(N, 1, 32, 32), got {getattr(x, 'dtype', type(x).__name__)} "
+                         f"{getattr(x, 'shape', '')}")
+    if (not isinstance(labels, np.ndarray) or labels.shape != (len(x),)
+            or labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"fused step: expected {len(x)} integer labels in [0, 9], got "
+                         f"{labels!r}")
 
 
 def train_step(model, rates, x, labels, loss_name, j=0.1):

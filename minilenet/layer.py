@@ -74,7 +74,7 @@ class Layer:
                 f"{self.name}: expected a {self.input_ndim}-d input "
                 f"{self.input_layout}, got shape {x.shape}")
         if shape is not None:
-            for got, want in zip(x.shape[1:], shape):
+            for got, want in zip(x.shape[1:], shape, strict=True):
                 if want is not None and got != want:
                     want_text = ", ".join("?" if s is None else str(s) for s in shape)
                     if len(shape) == 1:

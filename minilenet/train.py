@@ -40,7 +40,7 @@ class TrainConfig:
     optimizer: str = "sdlm"          # "sdlm" | "sgd"
     loss: str = "map"                # "map" | "mse" | "ce"
     j: float = 0.1                   # MAP criterion constant (not given in the paper)
-    lr: float = 0.0                  # SGD learning rate; 0 = a default for the variant
+    lr: float = 0.0                  # SGD learning rate; 0 = 0.01
     momentum: float = 0.9            # SGD only
     weight_decay: float = 0.0        # SGD only
     mu: float = 0.5                  # SDLM safety constant (paper: 0.02; docs/results.md)
@@ -49,6 +49,7 @@ class TrainConfig:
     order: str = "constant"          # "constant" (paper) | "shuffle" (new order each pass)
     distort: str = "none"            # "none" | "paper" (60k + 540k fixed) | "online"
     limit: int = 0                   # first N training images; 0 = all
+    validation: int = 0              # hold out N random training images as a validation set
     test_limit: int = 0              # first N test images; 0 = all
     subsampling: str = "sum"
     bitmaps: str = ""                # RBF prototypes file ("" = the shipped digit bitmaps)
@@ -88,24 +89,34 @@ class TrainingDiverged(RuntimeError):
 class Data:
     """Training images as padded uint8 (N, 32, 32) (scaled to floats batch by
     batch, so the float data set is never held twice); test images both as
-    uint8 (N, 28, 28) for figures and preprocessed (N, 1, 32, 32) floats."""
+    uint8 (N, 28, 28) for figures and preprocessed (N, 1, 32, 32) floats; an
+    optional validation set held out of the training images."""
     train_images: np.ndarray
     train_labels: np.ndarray
     test_x: np.ndarray
     test_labels: np.ndarray
     test_images: np.ndarray
+    val_x: np.ndarray = None
+    val_labels: np.ndarray = None
 
     @classmethod
     def from_mnist(cls, arrays, config, dtype=np.float32):
         train_images, train_labels = arrays["train_images"], arrays["train_labels"]
         test_images, test_labels = arrays["test_images"], arrays["test_labels"]
         if config.limit:
-            train_images, train_labels = train_images[:config.limit], train_labels[:config.limit]
+            train_images = train_images[:config.limit]
+            train_labels = train_labels[:config.limit]
         if config.test_limit:
-            test_images, test_labels = test_images[:config.test_limit], test_labels[:config.test_limit]
+            test_images = test_images[:config.test_limit]
+            test_labels = test_labels[:config.test_limit]
+        val_x = val_labels = None
+        if config.validation:
+            train_images, train_labels, val_images, val_labels = mnist.split_validation(
+                train_images, train_labels, config.validation, seed=config.seed)
+            val_x, val_labels = mnist.preprocess(val_images, dtype), val_labels.astype(np.int64)
         return cls(mnist.pad_bytes(train_images), train_labels.astype(np.int64),
                    mnist.preprocess(test_images, dtype), test_labels.astype(np.int64),
-                   test_images)
+                   test_images, val_x, val_labels)
 
 
 def make_optimizer(config):
@@ -214,8 +225,9 @@ class Trainer:
         differs = {k for k, v in dataclasses.asdict(saved).items()
                    if k != "epochs" and getattr(self.config, k) != v}
         if differs:
+            settings = ", ".join(f"{k}={getattr(saved, k)!r}" for k in sorted(differs))
             raise ValueError(f"cannot resume: the checkpoint was made with different settings "
-                             f"({', '.join(f'{k}={getattr(saved, k)!r}' for k in sorted(differs))})")
+                             f"({settings})")
         self.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
         self.optimizer.load_state_dict({k[10:]: v for k, v in state.items()
                                         if k.startswith("optimizer.")})
@@ -234,8 +246,10 @@ class Trainer:
             self.save_checkpoint()
             with atomic_write(os.path.join(self.out, "history.json"), "w") as f:
                 json.dump(self.history, f, indent=1)
+            val = (f"validation error {100 * record['val_error']:.2f}%, "
+                   if "val_error" in record else "")
             self.log(f"epoch {record['epoch']:>2}: train loss {record['train_loss']:.4f}, "
-                     f"train error {100 * record['train_error']:.2f}% (on the fly), "
+                     f"train error {100 * record['train_error']:.2f}% (on the fly), {val}"
                      f"test error {100 * record['test_error']:.2f}%, "
                      f"{record['images_per_s']:.0f} images/s")
         return self.history
@@ -284,10 +298,13 @@ class Trainer:
                                         err=f"{100 * errors / seen:.2f}%",
                                         img_s=f"{seen / max(elapsed, 1e-9):.0f}")
         seconds = time.perf_counter() - start
-        test_error, _, _ = evaluate(model, self.data.test_x, self.data.test_labels)
-        return {"epoch": epoch + 1, "train_loss": total_loss / n, "train_error": errors / n,
-                "test_error": test_error, "seconds": seconds, "images_per_s": n / seconds,
-                "rates": rate_summary(self.optimizer.rates(model))}
+        record = {"epoch": epoch + 1, "train_loss": total_loss / n, "train_error": errors / n,
+                  "test_error": evaluate(model, self.data.test_x, self.data.test_labels)[0],
+                  "seconds": seconds, "images_per_s": n / seconds,
+                  "rates": rate_summary(self.optimizer.rates(model))}
+        if self.data.val_x is not None:
+            record["val_error"] = evaluate(model, self.data.val_x, self.data.val_labels)[0]
+        return record
 
 
 def load_trained(path, variant="paper"):

@@ -40,7 +40,8 @@ def subsample(x, coef, bias, scale):
         for c in range(C):
             for p in range(H // 2):
                 for q in range(W // 2):
-                    y[n, c, p, q] = coef[c] * scale * x[n, c, 2 * p:2 * p + 2, 2 * q:2 * q + 2].sum() + bias[c]
+                    window = x[n, c, 2 * p:2 * p + 2, 2 * q:2 * q + 2]
+                    y[n, c, p, q] = coef[c] * scale * window.sum() + bias[c]
     return y
 
 

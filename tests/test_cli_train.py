@@ -104,7 +104,8 @@ def test_kill_then_resume_loses_at_most_the_epoch_in_progress(data_dir, tmp_path
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
-        if (out / "checkpoint.npz").exists() and int(load_npz(out / "checkpoint.npz")["epoch"]) >= 2:
+        ckpt = out / "checkpoint.npz"
+        if ckpt.exists() and int(load_npz(ckpt)["epoch"]) >= 2:
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)

@@ -81,3 +81,15 @@ def test_supports_only_what_it_implements():
     assert not fused.supports(paper, "map", SGD())
     assert not fused.supports(lenet5("modern"), "ce", SDLM())
     assert not fused.supports(lenet5(backend="numpy"), "map", SDLM())
+
+
+@pytest.mark.parametrize("x,labels,pattern", [
+    (np.zeros((1, 1, 28, 28)), np.array([0]), "shape \\(N, 1, 32, 32\\)"),
+    (np.zeros((1, 1, 32, 32), np.float32), np.array([0]), "float64 array"),
+    (np.zeros((2, 1, 32, 32)), np.array([0]), "2 integer labels"),
+    (np.zeros((1, 1, 32, 32)), np.array([10]), "labels in \\[0, 9\\]"),
+])
+def test_fused_step_refuses_bad_input(x, labels, pattern):
+    model = lenet5(dtype=np.float64)
+    with pytest.raises(ValueError, match=pattern):
+        fused.gradients(model, x, labels, "map")

@@ -61,6 +61,7 @@ def test_miswired_graph_fails_at_construction():
 
 def test_astype_float64_for_checks():
     model = lenet5().astype(np.float64)
-    assert all(l.params[k].dtype == np.float64 for _, l, k in model.named_parameters())
+    assert all(layer.params[k].dtype == np.float64
+               for _, layer, k in model.named_parameters())
     assert model["output"].buffers["centers"].dtype == np.float64
     assert model(np.zeros((1, 1, 32, 32))).dtype == np.float64

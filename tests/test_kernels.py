@@ -101,7 +101,8 @@ def test_parallel_kernels_give_the_same_bits_every_run(rng, name):
 
 
 def test_conv_matches_loop_oracle(backend, rng):
-    x, w, b = rng.standard_normal((2, 3, 8, 7)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    x, w = rng.standard_normal((2, 3, 8, 7)), rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
     np.testing.assert_allclose(kernels.get(backend).conv2d_forward(x, w, b),
                                naive.conv2d(x, w, b), rtol=1e-12, atol=1e-12)
 
@@ -117,6 +118,7 @@ def test_table_conv_matches_loop_oracle(backend, rng):
 
 @pytest.mark.parametrize("scale", [1.0, 0.25])
 def test_subsample_matches_loop_oracle(backend, rng, scale):
-    x, coef, bias = rng.standard_normal((2, 3, 6, 4)), rng.standard_normal(3), rng.standard_normal(3)
+    x = rng.standard_normal((2, 3, 6, 4))
+    coef, bias = rng.standard_normal(3), rng.standard_normal(3)
     np.testing.assert_allclose(kernels.get(backend).subsample_forward(x, coef, bias, scale),
                                naive.subsample(x, coef, bias, scale), rtol=1e-12, atol=1e-12)

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-from minilenet import losses
 from minilenet import train as train_mod
 from minilenet.distort import distort, random_affine, warp
 from minilenet.fileio import load_npz
@@ -122,7 +121,8 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeyp
     else:
         t.loss_fn = poison(t.loss_fn)
     t.config.epochs = 2
-    with pytest.raises(TrainingDiverged, match="nan at epoch 2.*checkpoint \\(1 epochs\\) is intact"):
+    expected = "nan at epoch 2.*checkpoint \\(1 epochs\\) is intact"
+    with pytest.raises(TrainingDiverged, match=expected):
         t.fit()
     assert open(t.checkpoint_path(), "rb").read() == good
 
@@ -185,3 +185,10 @@ def test_smoke_one_pass_on_real_mnist(tmp_path):
                       str(tmp_path), progress=False, log=lambda s: None)
     trainer.fit()
     assert trainer.history[0]["test_error"] < 0.15
+
+
+def test_validation_split_is_held_out_and_reported(tmp_path):
+    t = _trainer(tmp_path, epochs=1, validation=20)
+    assert len(t.data.train_images) == 100 and len(t.data.val_x) == 20
+    t.fit()
+    assert 0 <= t.history[0]["val_error"] <= 1

@@ -33,6 +33,8 @@ from ..activations import A, S
 #: trainer's NaN guard still sees them.
 OPTIONS = dict(cache=True, fastmath={"reassoc", "contract"}, nogil=True)
 jit = njit(**OPTIONS)
+#: For the batch drivers. They hold no whole-array expressions (which Numba
+#: would turn into parallel loops even for one sample): only explicit prange.
 parallel_jit = njit(parallel=True, **OPTIONS)
 
 #: Batches at least this large are split across threads.
@@ -315,16 +317,16 @@ def dense_forward(x, w, b):
 @jit
 def _dense_backward_block(x, w, dy, dx, dw, db):
     """Samples x (n, D): dx per sample, the block's dw and db sums written in place."""
-    D, O = w.shape
+    D, M = w.shape
     dw[...] = 0
     db[...] = 0
     for n in range(x.shape[0]):
-        for o in range(O):
+        for o in range(M):
             db[o] += dy[n, o]
         for i in range(D):
             xi = x[n, i]
             acc = dw[0, 0] * 0                       # a zero of x's dtype
-            for o in range(O):
+            for o in range(M):
                 dw[i, o] += xi * dy[n, o]
                 acc += dy[n, o] * w[i, o]
             dx[n, i] = acc
@@ -351,8 +353,9 @@ def dense_backward(x, w, dy):
 @jit
 def _rbf_one(x, centers, y):
     for k in range(centers.shape[0]):
-        acc = y[k] * 0
-        for d in range(x.shape[0]):
+        t = x[0] - centers[k, 0]
+        acc = t * t
+        for d in range(1, x.shape[0]):
             t = x[d] - centers[k, d]
             acc += t * t
         y[k] = acc
@@ -362,7 +365,7 @@ def _rbf_one(x, centers, y):
 def rbf_forward(x, centers):
     """Numba version of ``numpy_ref.rbf_forward``."""
     N = x.shape[0]
-    y = np.zeros((N, centers.shape[0]), dtype=x.dtype)
+    y = np.empty((N, centers.shape[0]), dtype=x.dtype)
     if N >= PARALLEL_MIN:
         for n in prange(N):
             _rbf_one(x[n], centers, y[n])
@@ -374,8 +377,8 @@ def rbf_forward(x, centers):
 
 @jit
 def _rbf_backward_one(x, centers, dy, dx):
-    total = dy[0] * 0
-    for k in range(centers.shape[0]):
+    total = dy[0]
+    for k in range(1, centers.shape[0]):
         total += dy[k]
     for d in range(x.shape[0]):
         dx[d] = total * x[d]
