@@ -239,7 +239,11 @@ def build_parser():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--epoch-images", type=int, default=60000,
                    help="images in the timed batch-1 epoch on numba")
-    p.add_argument("--no-memory", action="store_true", help="skip the training-memory run")
+    p.add_argument("--numpy-epoch-images", type=int, default=3000,
+                   help="images in the timed batch-1 epoch on numpy (scaled to 60,000)")
+    p.add_argument("--no-memory", action="store_true", help="skip the training-memory runs")
+    p.add_argument("--no-first-call", action="store_true",
+                   help="skip timing the cold and cached first call (new processes)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--data", help="MNIST folder for the memory run (default $MINILENET_DATA)")
     p.set_defaults(func=cmd_bench)

@@ -19,6 +19,7 @@ def atomic_write(path, mode="wb"):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes 0600; give the usual permissions
     try:
         with open(tmp, mode) as f:           # f.name is the temporary path
             yield f
@@ -29,6 +30,12 @@ def atomic_write(path, mode="wb"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_npz(path, arrays):

@@ -38,3 +38,17 @@ def test_gradcheck_exits_nonzero_on_failure(monkeypatch, capsys):
                         lambda progress=None: [CheckResult("x", "dx", 0.5)])
     assert main(["gradcheck"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_bench_prints_the_ratio_table_and_writes_json(tmp_path, capsys):
+    """A tiny run of the benchmark (the real one is docs/performance.md's command)."""
+    import json
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--batches", "1", "8", "--images", "16", "--repeats", "1",
+                 "--epoch-images", "8", "--numpy-epoch-images", "8", "--no-memory",
+                 "--no-first-call", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "train images/s, batch 8" in text and "numba/numpy" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["what"] for r in rows][-1].startswith("batch-1 SDLM epoch")
+    assert all(r["numpy"] > 0 and r["numba"] > 0 for r in rows)

@@ -93,3 +93,49 @@ def test_fused_step_refuses_bad_input(x, labels, pattern):
     model = lenet5(dtype=np.float64)
     with pytest.raises(ValueError, match=pattern):
         fused.gradients(model, x, labels, "map")
+
+
+# The fused step's building blocks, each against its NumPy twin.
+def test_squash_kernels_match_scaled_tanh(rng):
+    from minilenet import ScaledTanh
+    from minilenet.kernels import numba_jit
+    for n in (2, numba_jit.PARALLEL_MIN + 3):
+        a = rng.standard_normal((n, 3, 4, 4)) * 2
+        layer = ScaledTanh(np.float64)
+        y = layer.forward(a)
+        np.testing.assert_allclose(numba_jit._squash(a), y, rtol=1e-14, atol=1e-15)
+        dy = rng.standard_normal(a.shape)
+        np.testing.assert_allclose(numba_jit._squash_backward(y, dy), layer.backward(dy),
+                                   rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("loss", ["mse", "map"])
+def test_paper_loss_kernel_matches_the_losses(rng, loss):
+    from minilenet.kernels import numba_jit
+    y = rng.uniform(0, 300, (5, 10))
+    y[np.arange(5), [1, 2, 3, 4, 5]] = rng.uniform(0, 3, 5)
+    labels = np.array([1, 2, 3, 4, 5])
+    value, grad = numba_jit._paper_loss(y, labels, fused.LOSS_KINDS[loss], 0.1)
+    ref_value, ref_grad = losses.get(loss)(y, labels)
+    assert value == pytest.approx(ref_value, rel=1e-13)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-300)
+
+
+def test_update_kernel_is_p_minus_rate_times_g(rng):
+    from minilenet.kernels import numba_jit
+    p, g, r = (rng.standard_normal((4, 3)) for _ in range(3))
+    expected = p - r * g
+    numba_jit._update(p, g, r)
+    np.testing.assert_allclose(p, expected, rtol=1e-15)
+
+
+def test_second_derivative_pass_agrees_across_backends(rng):
+    """SDLM's Gauss-Newton pass runs on the backend's kernels: both give the same h."""
+    x = rng.uniform(-0.1, 1.175, (12, 1, 32, 32))
+    h = {}
+    for backend in ("numpy", "numba"):
+        opt = SDLM()
+        opt.estimate_curvature(lenet5(dtype=np.float64, backend=backend), x)
+        h[backend] = opt.h
+    for name in h["numpy"]:
+        assert rel_error(h["numpy"][name], h["numba"][name]) < 1e-12, name

@@ -65,3 +65,13 @@ def test_astype_float64_for_checks():
                for _, layer, k in model.named_parameters())
     assert model["output"].buffers["centers"].dtype == np.float64
     assert model(np.zeros((1, 1, 32, 32))).dtype == np.float64
+
+
+def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "w.bin") as f:
+            f.write(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "w.bin").stat().st_mode & 0o777 == 0o644
