@@ -65,9 +65,9 @@ class TrainStep:
     def __init__(self, model, rates, loss_name, j=0.1):
         from .kernels import numba_jit
         self._kernel = numba_jit.paper_train_step
-        self._args = (_arrays(model, "params"), _arrays(model, "grads"),
-                      tuple(rates[name] for name in PARAMS), *_static(model),
-                      LOSS_KINDS[loss_name], j)
+        params, grads = _arrays(model, "params"), _arrays(model, "grads")
+        updates = tuple(zip(params, grads, (rates[name] for name in PARAMS), strict=True))
+        self._args = (params, grads, updates, *_static(model), LOSS_KINDS[loss_name], j)
 
     def __call__(self, x, labels):
         _check(x, labels, self._args[0][0].dtype)

@@ -22,7 +22,7 @@ Set ``NUMBA_DISABLE_JIT=1`` to run these bodies as plain Python (slow, but
 steppable in a debugger).
 """
 import numpy as np
-from numba import njit, prange
+from numba import literal_unroll, njit, prange
 
 from ..activations import A, S
 
@@ -530,21 +530,12 @@ def _update(p, g, rate):
 
 
 @jit
-def paper_train_step(x, labels, P, G, R, out_idx, in_idx, centers, scale2, scale4, loss_kind, j):
-    """paper_forward_backward, then p -= rate * g for every parameter."""
-    loss, penalties = paper_forward_backward(x, labels, P, G, out_idx, in_idx, centers, scale2,
-                                       scale4, loss_kind, j)
-    # The tuples hold arrays of different ranks, so numba cannot loop over them.
-    _update(P[0], G[0], R[0])
-    _update(P[1], G[1], R[1])
-    _update(P[2], G[2], R[2])
-    _update(P[3], G[3], R[3])
-    _update(P[4], G[4], R[4])
-    _update(P[5], G[5], R[5])
-    _update(P[6], G[6], R[6])
-    _update(P[7], G[7], R[7])
-    _update(P[8], G[8], R[8])
-    _update(P[9], G[9], R[9])
-    _update(P[10], G[10], R[10])
-    _update(P[11], G[11], R[11])
+def paper_train_step(x, labels, P, G, updates, out_idx, in_idx, centers, scale2, scale4,
+                     loss_kind, j):
+    """paper_forward_backward, then p -= rate * g for every (p, g, rate) in ``updates``
+    (the same parameter and gradient arrays as P and G, with their rates)."""
+    loss, penalties = paper_forward_backward(x, labels, P, G, out_idx, in_idx, centers,
+                                             scale2, scale4, loss_kind, j)
+    for p_g_rate in literal_unroll(updates):      # arrays of different ranks: unrolled
+        _update(p_g_rate[0], p_g_rate[1], p_g_rate[2])
     return loss, penalties
