@@ -1,4 +1,4 @@
-"""The ``minilenet`` command: summary, gradcheck, train, evaluate, predict, bench."""
+"""The ``minilenet`` command: summary, bitmaps, gradcheck, train, evaluate, predict, bench."""
 import argparse
 import os
 import sys
@@ -9,6 +9,26 @@ import numpy as np
 def cmd_summary(args):
     from .models import lenet5
     print(lenet5(args.variant).summary())
+    return 0
+
+
+def cmd_bitmaps(args):
+    from .rbf import format_bitmaps, hamming_distances, load_digit_bitmaps, parse_bitmaps
+    if args.file:
+        with open(args.file) as f:
+            centers = parse_bitmaps(f.read())
+    else:
+        centers = load_digit_bitmaps()
+    print(format_bitmaps(centers))
+    d = hamming_distances(centers)
+    off = d[~np.eye(len(d), dtype=bool)]
+    i, j = np.unravel_index(np.where(np.eye(len(d), dtype=bool), 10 ** 9, d).argmin(), d.shape)
+    print(f"{len(centers)} codes of {centers.shape[1]} pixels; closest pair: {i} and {j}, "
+          f"{off.min()} pixels apart (mean distance {off.mean():.1f})")
+    if args.png:
+        from .plots import plot_bitmaps
+        plot_bitmaps(centers, args.png)
+        print(f"wrote {args.png}")
     return 0
 
 
@@ -169,6 +189,12 @@ def build_parser():
     p = sub.add_parser("summary", help="print the layer ledger: shapes, parameters, connections")
     p.add_argument("--variant", choices=["paper", "modern"], default="paper")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("bitmaps", help="show the RBF output layer's 7x12 digit codes")
+    p.add_argument("file", nargs="?", help="a code set in the same ASCII format "
+                                           "(default: the shipped digit bitmaps)")
+    p.add_argument("--png", help="also draw them into this PNG file")
+    p.set_defaults(func=cmd_bitmaps)
 
     p = sub.add_parser("gradcheck", help="finite-difference check of every layer, loss and "
                                          "network; exits 1 on any failure")

@@ -167,7 +167,7 @@ class Trainer:
         # The paper's "constant random order": one permutation, drawn from the seed.
         self.order = np.random.default_rng([config.seed, 1]).permutation(n)
         self.pool = self._paper_pool() if config.distort == "paper" else None
-        self.fused = config.fused and fused.supports(self.model, config.loss, self.optimizer)
+        self.use_fused = config.fused and fused.supports(self.model, config.loss, self.optimizer)
 
     # ---------------------------------------------------------- data
     def _paper_pool(self):
@@ -265,7 +265,7 @@ class Trainer:
             curvature_x = mnist.scale_bytes(images[order[pick]], model.dtype)
         self.optimizer.start_epoch(epoch, model, curvature_x)
         fused_step = (fused.TrainStep(model, self.optimizer.rates(model), config.loss, config.j)
-                      if self.fused else None)
+                      if self.use_fused else None)
         bs, n = config.batch_size, len(order)
         total_loss, errors, seen = 0.0, 0, 0
         start = time.perf_counter()

@@ -52,3 +52,10 @@ def test_bench_prints_the_ratio_table_and_writes_json(tmp_path, capsys):
     rows = json.loads(out.read_text())["rows"]
     assert [r["what"] for r in rows][-1].startswith("batch-1 SDLM epoch")
     assert all(r["numpy"] > 0 and r["numba"] > 0 for r in rows)
+
+
+def test_bitmaps_command(tmp_path, capsys):
+    assert main(["bitmaps", "--png", str(tmp_path / "codes.png")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("digit 0\n") and "closest pair: 6 and 8, 10 pixels apart" in out
+    assert (tmp_path / "codes.png").read_bytes()[:4] == b"\x89PNG"

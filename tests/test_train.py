@@ -103,7 +103,7 @@ def test_resume_refuses_other_settings(tmp_path):
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
                                                                use_fused):
     t = _trainer(tmp_path, epochs=1, fused=use_fused)
-    assert t.fused == use_fused
+    assert t.use_fused == use_fused
     t.fit()
     good = open(t.checkpoint_path(), "rb").read()
     calls = {"n": 0}
