@@ -8,7 +8,6 @@ training with SDLM and the MAP loss.
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
