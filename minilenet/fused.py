@@ -73,6 +73,16 @@ class TrainStep:
         _check(x, labels, self._args[0][0].dtype)
         return self._kernel(x, labels, *self._args)
 
+    def compile(self, x, labels):
+        """Compile (or load from the on-disk cache) the step for arguments like
+        these, without running it; returns the seconds it took."""
+        import time
+
+        import numba
+        start = time.perf_counter()
+        self._kernel.compile(tuple(numba.typeof(a) for a in (x, labels, *self._args)))
+        return time.perf_counter() - start
+
 
 def _check(x, labels, dtype):
     """The kernels do no bounds checks: refuse what would make them read out of bounds."""

@@ -267,6 +267,12 @@ class Trainer:
         fused_step = (fused.TrainStep(model, self.optimizer.rates(model), config.loss, config.j)
                       if self.use_fused else None)
         bs, n = config.batch_size, len(order)
+        if fused_step:                    # compile before the clock starts (cached later on)
+            first = mnist.scale_bytes(images[order[:bs]], model.dtype)
+            seconds = fused_step.compile(first, labels[order[:bs]])
+            if seconds > 2:
+                self.log(f"compiled the fused Numba step in {seconds:.0f} s "
+                         f"(once: the machine code is cached on disk)")
         total_loss, errors, seen = 0.0, 0, 0
         start = time.perf_counter()
         with tqdm(total=n, desc=f"epoch {epoch + 1}/{config.epochs}", unit="img",

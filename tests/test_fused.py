@@ -139,3 +139,17 @@ def test_second_derivative_pass_agrees_across_backends(rng):
         h[backend] = opt.h
     for name in h["numpy"]:
         assert rel_error(h["numpy"][name], h["numba"][name]) < 1e-12, name
+
+
+def test_train_step_compiles_without_running(rng):
+    model = lenet5()
+    opt = SDLM()
+    x, y = _batch(rng, 1, np.float32)
+    opt.start_epoch(0, model, x)
+    before = model.state_dict()
+    step = fused.TrainStep(model, opt.rates(model), "map")
+    assert step.compile(x, y) >= 0
+    for k, v in model.state_dict().items():
+        assert v.tobytes() == before[k].tobytes()
+    step(x, y)
+    assert not np.array_equal(model["f6"].params["weight"], before["f6.weight"])
