@@ -90,15 +90,15 @@ class Layer:
     def input_layout(self):
         return {4: "(N, C, H, W)", 2: "(N, D)"}.get(self.input_ndim, "")
 
-    def check_upstream(self, dy, cache_key="y_shape"):
+    def check_upstream(self, dy):
         """Validate the gradient handed to backward against the last forward."""
         if self.cache is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
-        if not isinstance(dy, np.ndarray) or dy.shape != self.cache[cache_key]:
+        if not isinstance(dy, np.ndarray) or dy.shape != self.cache["y_shape"]:
             got = dy.shape if isinstance(dy, np.ndarray) else type(dy).__name__
             raise ValueError(
                 f"{self.name}: upstream gradient must have the output shape "
-                f"{self.cache[cache_key]}, got {got}")
+                f"{self.cache["y_shape"]}, got {got}")
         if dy.dtype != self.dtype:
             raise TypeError(f"{self.name}: expected dtype {self.dtype} for the upstream "
                             f"gradient, got {dy.dtype}")
