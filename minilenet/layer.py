@@ -94,11 +94,12 @@ class Layer:
         """Validate the gradient handed to backward against the last forward."""
         if self.cache is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
-        if not isinstance(dy, np.ndarray) or dy.shape != self.cache["y_shape"]:
+        expected = self.cache["y_shape"]
+        if not isinstance(dy, np.ndarray) or dy.shape != expected:
             got = dy.shape if isinstance(dy, np.ndarray) else type(dy).__name__
             raise ValueError(
                 f"{self.name}: upstream gradient must have the output shape "
-                f"{self.cache["y_shape"]}, got {got}")
+                f"{expected}, got {got}")
         if dy.dtype != self.dtype:
             raise TypeError(f"{self.name}: expected dtype {self.dtype} for the upstream "
                             f"gradient, got {dy.dtype}")
