@@ -5,7 +5,7 @@ from .conv import Conv2D
 from .dense import Dense, Flatten
 from .graph import Sequential
 from .layer import Layer
-from .models import lenet5, predict_labels
+from .models import lenet5, predict_labels, pretrained, pretrained_info
 from .pooling import AvgPool2D, MaxPool2D
 from .rbf import EuclideanRBF, load_digit_bitmaps
 from .subsampling import Subsampling
@@ -17,5 +17,5 @@ __all__ = [
     "config", "kernels", "losses", "Layer", "Sequential", "Conv2D", "TableConv2D",
     "Subsampling", "AvgPool2D", "MaxPool2D", "ScaledTanh", "Tanh", "Sigmoid", "ReLU",
     "Dense", "Flatten", "EuclideanRBF", "C3_TABLE", "load_digit_bitmaps", "lenet5",
-    "predict_labels",
+    "predict_labels", "pretrained", "pretrained_info",
 ]

@@ -122,8 +122,13 @@ def train_peak_memory(data=None, extra=()):
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-c", _TRAIN_AND_REPORT, "train", "--epochs", "1", "--quiet",
                "--out", out, *(["--data", data] if data else []), *extra]
-        stdout = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return int(stdout.split()[-1]) / 1024
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        from .errors import UserError
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"the memory run (minilenet train --epochs 1) failed: {last} "
+                        f"(--no-memory skips it)")
+    return int(proc.stdout.split()[-1]) / 1024
 
 
 def epoch_seconds(backend, images):

@@ -1,9 +1,70 @@
-"""The ``minilenet`` command: summary, bitmaps, gradcheck, train, evaluate, predict, bench."""
+"""The ``minilenet`` command: summary, bitmaps, gradcheck, train, evaluate, predict, bench.
+
+A mistake the user can fix (a missing or corrupt file, a flag out of range)
+ends as one line, ``error: ...``, on stderr and exit status 2; ``--debug``
+(or ``MINILENET_DEBUG=1``) shows the traceback instead.
+"""
 import argparse
+import math
 import os
 import sys
 
 import numpy as np
+
+from .errors import UserError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its usage errors in the same one-line form as the others."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _whole(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def positive_int(text):
+    """argparse type: a whole number of at least 1."""
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def nonnegative_int(text):
+    """argparse type: a whole number of at least 0."""
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def positive_float(text):
+    """argparse type: a finite number above 0."""
+    value = _number(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def momentum_value(text):
+    """argparse type: a number in [0, 1)."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
 
 
 def cmd_summary(args):
@@ -13,10 +74,9 @@ def cmd_summary(args):
 
 
 def cmd_bitmaps(args):
-    from .rbf import format_bitmaps, hamming_distances, load_digit_bitmaps, parse_bitmaps
+    from .rbf import format_bitmaps, hamming_distances, load_digit_bitmaps, read_bitmaps
     if args.file:
-        with open(args.file) as f:
-            centers = parse_bitmaps(f.read())
+        centers = read_bitmaps(args.file)
     else:
         centers = load_digit_bitmaps()
     print(format_bitmaps(centers))
@@ -49,11 +109,11 @@ def _config_from_args(args):
     optimizer = args.optimizer or ("sgd" if variant == "modern" else defaults.optimizer)
     batch = args.batch_size or (64 if variant == "modern" else defaults.batch_size)
     return TrainConfig(variant=variant, epochs=args.epochs, batch_size=batch,
-                       optimizer=optimizer, loss=loss, j=args.j, lr=args.lr,
+                       optimizer=optimizer, loss=loss, j=args.j, lr=args.lr or 0.0,
                        momentum=args.momentum, mu=args.mu, eta_scale=args.eta_scale,
-                       order=args.order, distort=args.distort, limit=args.limit,
+                       order=args.order, distort=args.distort, limit=args.limit or 0,
                        validation=args.validation,
-                       test_limit=args.test_limit, subsampling=args.subsampling,
+                       test_limit=args.test_limit or 0, subsampling=args.subsampling,
                        bitmaps=args.bitmaps or "", seed=args.seed,
                        backend=args.backend or "").validate()
 
@@ -87,14 +147,13 @@ def _print_confusion(matrix):
 
 
 def cmd_train(args):
-    from .mnist import MnistError, load_mnist
+    from .mnist import load_mnist
     from .train import Data, Trainer, TrainingDiverged
     config = _config_from_args(args)
-    try:
-        arrays = load_mnist(args.data, verify=not args.no_verify, progress=not args.quiet)
-    except MnistError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if config.bitmaps:                           # a bad file is reported before the data loads
+        from .rbf import read_bitmaps
+        read_bitmaps(config.bitmaps, classes=10)
+    arrays = load_mnist(args.data, verify=not args.no_verify, progress=not args.quiet)
     data = Data.from_mnist(arrays, config)
     trainer = Trainer(config, data, args.out, progress=not args.quiet)
     if args.resume and os.path.exists(trainer.checkpoint_path()):
@@ -120,15 +179,11 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from .mnist import MnistError, load_mnist
+    from .mnist import load_mnist
     from .train import load_trained
     model, _ = load_trained(args.checkpoint, args.variant)
-    try:
-        arrays = load_mnist(args.data, verify=not args.no_verify, progress=False)
-    except MnistError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    n = args.test_limit or None
+    arrays = load_mnist(args.data, verify=not args.no_verify, progress=False)
+    n = args.test_limit
     error, matrix = _write_report(model, arrays["test_images"][:n],
                                   arrays["test_labels"][:n].astype(np.int64), args.figures)
     _print_confusion(matrix)
@@ -137,25 +192,10 @@ def cmd_evaluate(args):
 
 
 def read_images(path):
-    """Images from a PNG (one) or an IDX file (all), as uint8 (N, 28, 28) or (N, 32, 32)."""
-    from .idx import read_idx
-    if path.lower().endswith(".png"):
-        from matplotlib.image import imread
-        img = np.asarray(imread(path), dtype=np.float64)
-        if img.ndim == 3:
-            img = img[..., :3].mean(axis=2)
-        if img.max() <= 1.0:
-            img = img * 255
-        if img.mean() > 127:                 # dark ink on a light page: invert to MNIST's
-            img = 255 - img
-        images = np.clip(np.rint(img), 0, 255).astype(np.uint8)[None]
-    else:
-        images = read_idx(path)
-        if images.ndim == 2:
-            images = images[None]
-    if images.ndim != 3 or images.shape[1:] not in ((28, 28), (32, 32)):
-        raise ValueError(f"{path}: expected 28x28 or 32x32 images, got shape {images.shape}")
-    return images.astype(np.uint8)
+    """Images from a file as uint8 (N, 28, 28) or (N, 32, 32): all of an IDX file,
+    or a picture of one digit (PNG, JPEG...) made MNIST-style (``handwriting``)."""
+    from .handwriting import read_images as read
+    return read(path)
 
 
 def cmd_predict(args):
@@ -164,8 +204,12 @@ def cmd_predict(args):
     from .rbf import EuclideanRBF
     from .train import load_trained
     model, _ = load_trained(args.checkpoint, args.variant)
-    kind = "RBF distances" if isinstance(list(model)[-1], EuclideanRBF) else "scores"
-    for path in args.images:
+    rbf = isinstance(list(model)[-1], EuclideanRBF)
+    if args.show and not rbf:
+        raise UserError(f"--show draws the ten RBF distances, and {args.checkpoint} is a "
+                        f"network without an RBF output (the modern variant); drop --show")
+    kind = "RBF distances" if rbf else "scores"
+    for n, path in enumerate(args.images):
         images = read_images(path)
         if images.shape[1] == 28:
             images = pad_bytes(images)
@@ -173,6 +217,61 @@ def cmd_predict(args):
         for i, (digit, row) in enumerate(zip(predict_labels(model, scores), scores)):
             name = path if len(images) == 1 else f"{path}[{i}]"
             print(f"{name}: digit {digit}   {kind}: " + " ".join(f"{v:.1f}" for v in row))
+        if n == 0:
+            first = (path, images[0], scores[0])
+    if args.show:
+        from .handwriting import read_picture
+        from .plots import plot_prediction
+        path, digit32, distances = first
+        plot_prediction(read_picture(path), digit32, distances, path=args.show,
+                        title=os.path.basename(path))
+        print(f"wrote {args.show}")
+    return 0
+
+
+def cmd_assign(args):
+    from .teaching.assign import assign, locations, parse_units
+    from .teaching.units import UNITS, notebook_path
+    if args.list:
+        where = locations()
+        for unit in UNITS.values():
+            n = len(where[unit.name])
+            print(f"{unit.name:<24}{unit.summary} ({notebook_path(unit.name)}; "
+                  f"{n} region{'s' if n != 1 else ''})")
+        return 0
+    if not args.out:
+        raise UserError("assign: name the folder to write the student copy into "
+                        "(minilenet assign OUT), or pass --list")
+    units = [] if args.solutions else parse_units(args.units) if args.units else None
+    out = assign(args.out, units)
+    withheld = units if units is not None else list(UNITS)
+    print(f"wrote a student copy to {out} withholding {len(withheld)} units"
+          + (f": {', '.join(withheld)}" if withheld else " (a solution copy)"))
+    return 0
+
+
+def cmd_grade(args):
+    try:
+        from .teaching import grading
+    except ImportError:
+        raise UserError("grade: this is a student copy; grading needs the instructor's "
+                        "minilenet") from None
+    if not grading.is_submission(args.submission) and os.path.isdir(args.submission):
+        graded, csv_path = grading.grade_folder(args.submission, args.rubric, args.timeout,
+                                                args.csv, progress=not args.quiet)
+        for student, results in graded.items():
+            print(f"{student}: {sum(r.points for r in results):g} / "
+                  f"{sum(r.max_points for r in results):g}")
+        print(f"wrote {csv_path}")
+        return 0
+    progress = None if args.quiet else (lambda unit: print(f"grading {unit} ...",
+                                                           file=sys.stderr))
+    results = grading.grade(args.submission, args.rubric, args.timeout, progress)
+    print(grading.format_table(results))
+    if args.json:
+        grading.write_json(args.json, grading.to_json(results))
+    if args.gradescope:
+        grading.write_json(args.gradescope, grading.to_gradescope(results))
     return 0
 
 
@@ -182,7 +281,7 @@ def cmd_bench(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="minilenet", description="LeNet-5 (LeCun et al., 1998) from scratch, for teaching.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -209,18 +308,19 @@ def build_parser():
 
     p = sub.add_parser("train", help="train LeNet-5 on MNIST (no flags: the paper's recipe)")
     p.add_argument("--variant", choices=["paper", "modern"], default="paper")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=0,
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--batch-size", type=positive_int,
                    help="default: 1 (paper), 64 (modern)")
     p.add_argument("--optimizer", choices=["sdlm", "sgd"],
                    help="default: sdlm (paper), sgd (modern)")
     p.add_argument("--loss", choices=["map", "mse", "ce"], help="default: map (paper), ce (modern)")
-    p.add_argument("--j", type=float, default=0.1, help="the MAP criterion's constant j")
-    p.add_argument("--lr", type=float, default=0.0, help="SGD learning rate (default 0.01)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--mu", type=float, default=0.5,
+    p.add_argument("--j", type=positive_float, default=0.1,
+                   help="the MAP criterion's constant j")
+    p.add_argument("--lr", type=positive_float, help="SGD learning rate (default 0.01)")
+    p.add_argument("--momentum", type=momentum_value, default=0.9, help="SGD momentum")
+    p.add_argument("--mu", type=positive_float, default=0.5,
                    help="SDLM safety constant (paper: 0.02; default 0.5, see docs/results.md)")
-    p.add_argument("--eta-scale", type=float, default=1.0,
+    p.add_argument("--eta-scale", type=positive_float, default=1.0,
                    help="SDLM: multiply the paper's eta schedule by this")
     p.add_argument("--order", choices=["constant", "shuffle"], default="constant",
                    help="constant random order (paper) or a new one every pass")
@@ -231,11 +331,11 @@ def build_parser():
     p.add_argument("--subsampling", choices=["sum", "average"], default="sum")
     p.add_argument("--bitmaps", help="RBF prototypes as ASCII art (the format of "
                                      "minilenet/resources/digit_bitmaps.txt)")
-    p.add_argument("--limit", type=int, default=0, help="train on the first N images only")
-    p.add_argument("--validation", type=int, default=0,
+    p.add_argument("--limit", type=positive_int, help="train on the first N images only")
+    p.add_argument("--validation", type=nonnegative_int, default=0,
                    help="hold out N random training images and report their error each epoch")
-    p.add_argument("--test-limit", type=int, default=0, help="test on the first N images only")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-limit", type=positive_int, help="test on the first N images only")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--backend", choices=["numpy", "numba"])
     p.add_argument("--out", default="runs/lenet5", help="output folder (default runs/lenet5)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
@@ -247,25 +347,35 @@ def build_parser():
     p.add_argument("checkpoint", help="checkpoint.npz or weights.npz")
     p.add_argument("--variant", choices=["paper", "modern"], default="paper",
                    help="for a weights.npz (a checkpoint knows its variant)")
-    p.add_argument("--test-limit", type=int, default=0)
+    p.add_argument("--test-limit", type=positive_int, help="test on the first N images only")
     p.add_argument("--figures", help="also write confusion.png and misclassified.png here")
     data_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="classify PNG or IDX images")
+    p = sub.add_parser(
+        "predict", help="read handwritten digits: photos, scans, PNG or IDX images",
+        description="Classify digits. A picture (PNG, JPEG...; any size, grey or colour, "
+                    "dark ink on light paper or the reverse) is made MNIST-style first: "
+                    "background removed, cropped to the ink, fit into 20x20, centred by "
+                    "mass in 28x28; IDX image files (28x28 or 32x32) are read as they are.")
     p.add_argument("checkpoint", help="checkpoint.npz or weights.npz")
-    p.add_argument("images", nargs="+", help="PNG files (28x28 or 32x32) or IDX image files")
+    p.add_argument("images", nargs="+",
+                   help="pictures of one digit each (PNG, JPEG...) or IDX image files")
     p.add_argument("--variant", choices=["paper", "modern"], default="paper",
                    help="for a weights.npz (a checkpoint knows its variant)")
+    p.add_argument("--show", metavar="FILE",
+                   help="draw the first image, the network's 32x32 input made from it and "
+                        "the ten RBF distances into FILE (PNG); paper variant")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="speed and memory: NumPy reference against Numba")
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
-    p.add_argument("--images", type=int, default=2048, help="images per timed training run")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--epoch-images", type=int, default=60000,
+    p.add_argument("--batches", type=positive_int, nargs="+", default=[1, 16, 64, 256])
+    p.add_argument("--images", type=positive_int, default=2048,
+                   help="images per timed training run")
+    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--epoch-images", type=positive_int, default=60000,
                    help="images in the timed batch-1 epoch on numba")
-    p.add_argument("--numpy-epoch-images", type=int, default=3000,
+    p.add_argument("--numpy-epoch-images", type=positive_int, default=3000,
                    help="images in the timed batch-1 epoch on numpy (scaled to 60,000)")
     p.add_argument("--no-memory", action="store_true", help="skip the training-memory runs")
     p.add_argument("--no-first-call", action="store_true",
@@ -273,12 +383,52 @@ def build_parser():
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--data", help="MNIST folder for the memory run (default $MINILENET_DATA)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("assign", help="write a student copy with chosen units withheld")
+    p.add_argument("out", nargs="?", help="a new (or empty) folder for the student copy")
+    p.add_argument("--units", help="comma-separated units to withhold (default: all; "
+                                   "--list shows them)")
+    p.add_argument("--list", action="store_true", help="list the units, one line each")
+    p.add_argument("--solutions", action="store_true",
+                   help="withhold nothing: a solution copy (the answer key)")
+    p.set_defaults(func=cmd_assign)
+
+    p = sub.add_parser("grade", help="grade a student copy (or a folder of them) unit by unit")
+    p.add_argument("submission", help="a student copy, or a folder with one per student")
+    p.add_argument("--rubric", help="points per unit, TOML (default: the shipped rubric)")
+    p.add_argument("--json", help="write the detailed results here")
+    p.add_argument("--gradescope", help="write Gradescope's results.json here")
+    p.add_argument("--csv", help="for a folder: the scores' CSV (default FOLDER/grades.csv)")
+    p.add_argument("--timeout", type=positive_float, default=60,
+                   help="seconds each unit may run (default 60)")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    p.set_defaults(func=cmd_grade)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true",
+                       help="show the traceback of an error (also: MINILENET_DEBUG=1)")
     return parser
 
 
+def _one_line(text):
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
 def main(argv=None):
+    """Run the command; user errors become ``error: ...`` and exit status 2."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (UserError, OSError, KeyboardInterrupt) as e:
+        if args.debug or os.environ.get("MINILENET_DEBUG", "0") not in ("", "0"):
+            raise
+        if isinstance(e, KeyboardInterrupt):
+            message = "interrupted (a training run keeps its last checkpoint: --resume)"
+        elif isinstance(e, OSError) and e.filename:
+            message = f"{e.filename}: {e.strerror or e}"
+        else:
+            message = _one_line(e)
+        print(f"error: {message}", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 2
 
 
 if __name__ == "__main__":

@@ -2,13 +2,16 @@
 
 The backend is chosen in exactly one place (``backend_for``): a per-layer
 override wins, then ``using(backend=...)``, then the ``MINILENET_BACKEND``
-environment variable, then "numba" when Numba is importable, else "numpy".
+environment variable, then "numpy" in a student copy (``assignment.WITHHELD``),
+then "numba" when Numba is importable, else "numpy".
 """
 import contextlib
 import importlib.util
 import os
 
 import numpy as np
+
+from .errors import UserError
 
 #: Training dtype. float32 halves memory traffic, and the paper's per-parameter
 #: steps (at most eta/mu = 0.025) are far above float32 resolution. Gradient
@@ -31,14 +34,18 @@ def default_backend():
         return _override
     env = os.environ.get("MINILENET_BACKEND")
     if env:
-        return check_backend(env)
+        return check_backend(env, "the MINILENET_BACKEND environment variable")
+    from .assignment import WITHHELD
+    if WITHHELD:                     # a student copy: run the student's NumPy code
+        return "numpy"
     return "numba" if numba_available() else "numpy"
 
 
-def check_backend(name):
-    """Return ``name`` if it is a known backend, else raise ValueError."""
+def check_backend(name, where="backend"):
+    """Return ``name`` if it is a known backend, else raise UserError (a ValueError)."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}: expected one of {BACKENDS}")
+        raise UserError(f"unknown backend {name!r} in {where}: expected one of "
+                        f"{', '.join(BACKENDS)}")
     return name
 
 

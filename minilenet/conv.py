@@ -41,7 +41,10 @@ class Convolution(Layer):
         (d2x = sum w^2 d2y, h_w = sum x^2 d2y, h_b = sum d2y; paper eq. 25, 27)."""
         d2y = self.check_upstream(d2y)
         x, w = self.cache["x"], self.params["weight"]
-        return self._backprop(x * x, w * w, d2y, self.hess)
+        # BEGIN SOLUTION sdlm.curvature
+        d2x = self._backprop(x * x, w * w, d2y, self.hess)
+        # END SOLUTION
+        return d2x
 
 
 class Conv2D(Convolution):

@@ -7,8 +7,15 @@ a crash never leaves a truncated file where a good one was.
 import contextlib
 import os
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
+
+from .errors import UserError
+
+#: What NumPy raises for a file that is not a readable .npz archive.
+_NPZ_ERRORS = (ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
 
 
 @contextlib.contextmanager
@@ -45,6 +52,27 @@ def save_npz(path, arrays):
 
 
 def load_npz(path):
-    """Read a .npz into a dict of arrays, refusing pickled objects."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    """Read a .npz into a dict of arrays, refusing pickled objects.
+
+    A file that is missing raises FileNotFoundError; one that is empty,
+    truncated, not an .npz archive or holds Python objects raises UserError.
+    """
+    path = os.fspath(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except _NPZ_ERRORS as e:
+        raise UserError(f"{path}: not a NumPy .npz archive ({_reason(e)})") from e
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise UserError(f"{path}: a single .npy array, not an .npz archive of named arrays")
+    with data:
+        try:
+            return {key: data[key] for key in data.files}
+        except _NPZ_ERRORS as e:
+            raise UserError(f"{path}: unreadable .npz archive ({_reason(e)})") from e
+
+
+def _reason(error):
+    text = str(error) or type(error).__name__
+    if "pickle" in text or "Object arrays" in text:
+        return "it holds Python objects, which minilenet never unpickles"
+    return text.splitlines()[0]

@@ -11,7 +11,11 @@ check the fused gradients by finite differences.
 """
 import numpy as np
 
-from . import config
+from . import activations, config
+from .activations import Activation, ScaledTanh
+from .conv import Conv2D, Convolution
+from .dense import Dense, Flatten
+from .layer import Layer
 from .optimizers import SDLM
 from .rbf import EuclideanRBF
 from .subsampling import Subsampling
@@ -21,15 +25,96 @@ LOSS_KINDS = {"mse": 0, "map": 1}
 PARAMS = ("c1.weight", "c1.bias", "s2.weight", "s2.bias", "c3.weight", "c3.bias",
           "s4.weight", "s4.bias", "c5.weight", "c5.bias", "f6.weight", "f6.bias")
 
+#: The network the fused step computes, layer by layer: (name, exact type,
+#: hyperparameters that must match). The C3 table, the subsampling mode and the
+#: RBF prototypes are read from the model, so any value of those is computed.
+STRUCTURE = (
+    ("c1", Conv2D, {"in_channels": 1, "out_channels": 6, "kernel_size": 5}),
+    ("c1_act", ScaledTanh, {}),
+    ("s2", Subsampling, {"channels": 6}),
+    ("s2_act", ScaledTanh, {}),
+    ("c3", TableConv2D, {"in_channels": 6, "out_channels": 16, "kernel_size": 5}),
+    ("c3_act", ScaledTanh, {}),
+    ("s4", Subsampling, {"channels": 16}),
+    ("s4_act", ScaledTanh, {}),
+    ("c5", Conv2D, {"in_channels": 16, "out_channels": 120, "kernel_size": 5}),
+    ("c5_act", ScaledTanh, {}),
+    ("flatten", Flatten, {}),
+    ("f6", Dense, {"in_features": 120, "out_features": 84}),
+    ("f6_act", ScaledTanh, {}),
+    ("output", EuclideanRBF, {"in_features": 84}),
+)
+
+#: The squashing constants compiled into the fused step.
+_CONSTANTS = (activations.A, activations.S)
+#: The methods of every class above as the package defines them, so that a
+#: method replaced at run time (a student's experiment) is noticed.
+_METHODS = {cls: dict(vars(cls)) for cls in
+            {Layer, Activation, Convolution, SDLM} | {cls for _, cls, _ in STRUCTURE}}
+#: Methods that play no part in what the fused step computes.
+_NOT_COMPUTED = {"backward_second", "input_curvature", "connections", "extra_repr",
+                 "__repr__", "estimate_curvature"}
+
+
+def _replaced(obj):
+    """Names of the methods of ``obj`` (its class's or its own) that differ from
+    the package's definitions."""
+    own = [m for m, f in vars(obj).items() if callable(f) and hasattr(type(obj), m)]
+    changed = own + [m for klass in type(obj).__mro__[:-1] for m, f in vars(klass).items()
+                     if callable(f) and _METHODS[klass].get(m) is not f]
+    return [m for m in changed if m not in _NOT_COMPUTED]
+
+
+def mismatch(model):
+    """Why the fused step would not compute ``model`` ('' when it would).
+
+    The model must be exactly the paper network: the same layers in the same
+    order, of exactly these types (not subclasses), with these hyperparameters,
+    the package's own methods and squashing constants, one float dtype for all
+    layers, and every layer on the Numba backend.
+    """
+    from .assignment import WITHHELD
+    if WITHHELD:
+        return (f"this is a student copy: the fused step would stand in for the withheld "
+                f"units ({', '.join(sorted(WITHHELD))})")
+    layers = list(model.layers.items())
+    if [name for name, _ in layers] != [name for name, _, _ in STRUCTURE]:
+        return (f"the layers are {[name for name, _ in layers]}, not the paper "
+                f"network's {[name for name, _, _ in STRUCTURE]}")
+    if tuple(model.input_shape) != (1, 32, 32):
+        return f"the input shape is {model.input_shape}, not (1, 32, 32)"
+    for (name, layer), (_, cls, hyper) in zip(layers, STRUCTURE):
+        if type(layer) is not cls:
+            return f"{name} is {type(layer).__name__}, not {cls.__name__}"
+        for attr, value in hyper.items():
+            if getattr(layer, attr) != value:
+                return f"{name}.{attr} is {getattr(layer, attr)}, not {value}"
+        changed = _replaced(layer)
+        if changed:
+            return f"{name}: method {changed[0]} was replaced"
+        if layer.dtype != model.dtype or layer.dtype.kind != "f":
+            return f"{name} has dtype {layer.dtype}, the model {model.dtype}"
+        if hasattr(layer, "backend") and config.backend_for(layer.backend) != "numba":
+            return f"{name} runs on the {config.backend_for(layer.backend)} backend"
+    if (activations.A, activations.S) != _CONSTANTS:
+        return (f"the squashing constants are {(activations.A, activations.S)}, "
+                f"not {_CONSTANTS}")
+    return ""
+
 
 def supports(model, loss_name, optimizer):
-    """True when the fused step can stand in for the layer graph."""
-    layers = list(model)
-    return (config.backend_for(getattr(layers[0], "backend", None)) == "numba"
-            and [n for n, _, _ in model.named_parameters()] == list(PARAMS)
-            and isinstance(layers[-1], EuclideanRBF) and isinstance(model["c3"], TableConv2D)
-            and isinstance(model["s2"], Subsampling) and loss_name in LOSS_KINDS
-            and isinstance(optimizer, SDLM))
+    """True when the fused step computes exactly what the layer graph would:
+    the model is the paper network (``mismatch``), the loss is MSE or MAP and
+    the optimizer is SDLM."""
+    return (loss_name in LOSS_KINDS and type(optimizer) is SDLM and not _replaced(optimizer)
+            and not mismatch(model))
+
+
+def _require(model):
+    reason = mismatch(model)
+    if reason:
+        raise ValueError(f"fused step: the model is not the network it computes ({reason}); "
+                         f"use the layer graph")
 
 
 def _arrays(model, store):
@@ -47,6 +132,7 @@ def _static(model):
 def gradients(model, x, labels, loss_name, j=0.1):
     """Fused forward and backward only: fills every layer's grads, returns (loss, penalties)."""
     from .kernels import numba_jit
+    _require(model)
     _check(x, labels, model.dtype)
     return numba_jit.paper_forward_backward(
         x, labels, _arrays(model, "params"), _arrays(model, "grads"), *_static(model),
@@ -64,6 +150,7 @@ class TrainStep:
 
     def __init__(self, model, rates, loss_name, j=0.1):
         from .kernels import numba_jit
+        _require(model)
         self._kernel = numba_jit.paper_train_step
         params, grads = _arrays(model, "params"), _arrays(model, "grads")
         updates = tuple(zip(params, grads, (rates[name] for name in PARAMS), strict=True))

@@ -11,6 +11,7 @@ import struct
 
 import numpy as np
 
+from .errors import UserError
 from .fileio import atomic_write
 
 #: type code -> big-endian NumPy dtype
@@ -21,7 +22,7 @@ MAX_DIMS = 8
 MAX_DEFLATE_RATIO = 1032
 
 
-class IdxError(ValueError):
+class IdxError(UserError):
     """A file that is not valid IDX (bad magic, truncated, wrong size...)."""
 
 
@@ -79,7 +80,7 @@ def read_idx(path):
             if len(body) != expected - header or f.read(1):
                 raise IdxError(f"{path}: size does not match the header")
     except (EOFError, gzip.BadGzipFile, OSError) as e:
-        if isinstance(e, FileNotFoundError):
+        if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
             raise
         raise IdxError(f"{path}: corrupt or truncated file ({e})") from e
     return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))

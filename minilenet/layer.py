@@ -119,9 +119,13 @@ class Layer:
             raise KeyError(f"{self.name}: state keys {sorted(state)} do not match "
                            f"{sorted(own)}")
         for key, value in state.items():
-            if np.shape(value) != own[key].shape:
+            value = np.asarray(value)
+            if value.shape != own[key].shape:
                 raise ValueError(f"{self.name}.{key}: expected shape {own[key].shape}, "
-                                 f"got {np.shape(value)}")
+                                 f"got {value.shape}")
+            if value.dtype.kind != own[key].dtype.kind:
+                kind = "a float" if own[key].dtype.kind == "f" else f"a {own[key].dtype}"
+                raise ValueError(f"{self.name}.{key}: expected {kind} array, got {value.dtype}")
             own[key][...] = value
 
     def astype(self, dtype):

@@ -34,7 +34,7 @@ def mse_loss(penalties, labels):
     labels = _check("mse_loss", penalties, labels)
     N = penalties.shape[0]
     rows = np.arange(N)
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION mse_loss
     loss = penalties[rows, labels].mean()
     grad = np.zeros_like(penalties)
     grad[rows, labels] = 1.0 / N
@@ -55,7 +55,7 @@ def map_loss(penalties, labels, j=0.1):
     labels = _check("map_loss", penalties, labels)
     N = penalties.shape[0]
     rows = np.arange(N)
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION map_loss
     z = np.concatenate([np.full((N, 1), -j, dtype=penalties.dtype), -penalties], axis=1)
     lse = _logsumexp_rows(z)
     loss = (penalties[rows, labels] + lse).mean()
@@ -76,7 +76,7 @@ def softmax_cross_entropy(logits, labels):
     labels = _check("softmax_cross_entropy", logits, labels)
     N = logits.shape[0]
     rows = np.arange(N)
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION softmax_cross_entropy
     lse = _logsumexp_rows(logits)
     loss = (lse - logits[rows, labels]).mean()
     grad = np.exp(logits - lse[:, None])

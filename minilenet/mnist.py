@@ -14,6 +14,7 @@ import urllib.request
 
 import numpy as np
 
+from .errors import UserError
 from .fileio import atomic_write
 from .idx import read_idx
 
@@ -52,7 +53,7 @@ BACKGROUND, FOREGROUND = -0.1, 1.175
 PAD = 2
 
 
-class MnistError(RuntimeError):
+class MnistError(UserError):
     """MNIST could not be found, downloaded or verified."""
 
 
@@ -170,7 +171,7 @@ def load_mnist(folder=None, *, download_missing=True, verify=True, progress=True
     verified for the files whose checksums are known, unless ``verify=False``.
     """
     folder = data_dir(folder)
-    out = {}
+    out, paths = {}, {}
     for key, name in FILES.items():
         path = find_file(folder, name)
         if path is None:
@@ -184,8 +185,8 @@ def load_mnist(folder=None, *, download_missing=True, verify=True, progress=True
                 raise MnistError(f"{e}\n{_missing_message(folder, name)}") from e
         elif verify:
             verify_file(path, name, checksums)
-        out[key] = read_idx(path)
-    _check_pairs(out)
+        out[key], paths[key] = read_idx(path), path
+    check_arrays(out, paths)
     return out
 
 
@@ -196,12 +197,25 @@ def _missing_message(folder, name):
             f"MINILENET_DATA at it (export MINILENET_DATA=/path/to/mnist), or pass --data DIR.")
 
 
-def _check_pairs(data):
+def check_arrays(data, paths):
+    """Refuse, before any training, what the network cannot take: images that are
+    not uint8 (N, 28, 28), labels that are not integers (N,) in 0..9, or counts
+    of images and labels that differ. ``paths`` names the file of each array."""
     for split in ("train", "test"):
         images, labels = data[f"{split}_images"], data[f"{split}_labels"]
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise MnistError(f"{split}: images {images.shape} and labels {labels.shape} "
-                             f"do not pair up (expected (N, H, W) and (N,))")
+        image_file, label_file = paths[f"{split}_images"], paths[f"{split}_labels"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+            raise MnistError(f"{image_file}: expected uint8 images of 28x28, (N, 28, 28), got "
+                             f"{images.dtype} {images.shape}")
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise MnistError(f"{label_file}: expected one integer label per image, (N,), got "
+                             f"{labels.dtype} {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() > 9):
+            raise MnistError(f"{label_file}: labels must be digits 0 to 9, found "
+                             f"{labels.min()} to {labels.max()}")
+        if len(images) != len(labels):
+            raise MnistError(f"{image_file} holds {len(images):,} images but {label_file} "
+                             f"{len(labels):,} labels: they must pair up")
 
 
 def pad_bytes(images):
@@ -218,7 +232,7 @@ def scale_bytes(images, dtype=np.float32):
     Background (0) becomes -0.1 and full ink (255) 1.175, as in the paper.
     """
     t = np.dtype(dtype).type
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION preprocess
     x = images.astype(dtype) * t((FOREGROUND - BACKGROUND) / 255) + t(BACKGROUND)
     # END SOLUTION
     return x[:, None]
@@ -232,7 +246,8 @@ def preprocess(images, dtype=np.float32):
 def split_validation(images, labels, n_val, seed=0):
     """Hold out ``n_val`` random training samples: (train_x, train_y, val_x, val_y)."""
     if not 0 <= n_val < len(images):
-        raise ValueError(f"validation size must be in [0, {len(images)}), got {n_val}")
+        raise UserError(f"the validation set must hold fewer than the {len(images):,} "
+                        f"training images, got {n_val:,} (--validation)")
     order = np.random.default_rng(seed).permutation(len(images))
     val, train = order[:n_val], order[n_val:]
     return images[train], labels[train], images[val], labels[val]

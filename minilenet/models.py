@@ -16,7 +16,7 @@ VARIANTS = ("paper", "modern")
 
 
 def lenet5(variant="paper", *, seed=0, subsampling="sum", count_bias=False,
-           bias_init="uniform", centers=None, dtype=None, backend=None):
+           bias_init="uniform", centers=None, c3_table=C3_TABLE, dtype=None, backend=None):
     """Build LeNet-5.
 
     Parameters
@@ -36,6 +36,9 @@ def lenet5(variant="paper", *, seed=0, subsampling="sum", count_bias=False,
         Biases from the same U(+-2.4/F_i) as the weights, or zero (unspecified).
     centers : (10, 84) array, optional
         RBF prototypes; default: the shipped 7x12 digit bitmaps.
+    c3_table : (6, 16) bool array
+        C3's connection table (paper variant); default: the paper's Table I.
+        ``np.ones((6, 16), bool)`` connects every S2 map to every C3 map.
     dtype, backend
         Layer dtype (default float32) and kernel backend override.
     """
@@ -61,7 +64,7 @@ def lenet5(variant="paper", *, seed=0, subsampling="sum", count_bias=False,
         ("c1", Conv2D(1, 6, 5, init=init, backend=backend, **kw)), ("c1_act", ScaledTanh(dtype)),
         ("s2", Subsampling(6, mode=subsampling, init=init, backend=backend, **kw)),
         ("s2_act", ScaledTanh(dtype)),
-        ("c3", TableConv2D(C3_TABLE, 5, init=init, backend=backend, **kw)),
+        ("c3", TableConv2D(c3_table, 5, init=init, backend=backend, **kw)),
         ("c3_act", ScaledTanh(dtype)),
         ("s4", Subsampling(16, mode=subsampling, init=init, backend=backend, **kw)),
         ("s4_act", ScaledTanh(dtype)),
@@ -79,3 +82,30 @@ def predict_labels(model, scores):
     if isinstance(list(model)[-1], EuclideanRBF):
         return scores.argmin(axis=1)
     return scores.argmax(axis=1)
+
+
+PRETRAINED = "resources/lenet5_paper_seed0"     # .npz weights and .json record, package data
+
+
+def pretrained(dtype=None, backend=None):
+    """The trained LeNet-5, ready to use: the one call for a trained network.
+
+    The paper network (``lenet5("paper")``, float32 by default) with the
+    weights shipped in the package: trained by the project's own recipe,
+    ``minilenet train --seed 0`` (20 passes, SDLM, MAP criterion, no
+    distortions). ``pretrained_info()`` gives the command that regenerates them
+    and their test error on the 10,000 MNIST test digits.
+    """
+    from importlib import resources
+    model = lenet5("paper", dtype=dtype, backend=backend)
+    with resources.as_file(resources.files("minilenet").joinpath(PRETRAINED + ".npz")) as path:
+        return model.load(path)
+
+
+def pretrained_info():
+    """The record beside the shipped weights, as a dict: "command" (regenerates
+    them), "recipe", "test_error" (percent), "test_errors" (count) on
+    "test_images" MNIST test digits, "version" (the package version that trained them)."""
+    import json
+    from importlib import resources
+    return json.loads(resources.files("minilenet").joinpath(PRETRAINED + ".json").read_text())

@@ -116,7 +116,9 @@ class SDLM:
             model.backward_second(losses.softmax_cross_entropy_curvature(scores)
                                   .astype(scores.dtype))
         n = len(x)
+        # BEGIN SOLUTION sdlm.curvature
         self.h = {name: layer.hess[key] / n for name, layer, key in model.named_parameters()}
+        # END SOLUTION
         for layer in model:
             layer.cache = None
 
@@ -128,14 +130,18 @@ class SDLM:
             h = self.h.get(name)
             if h is None:
                 raise RuntimeError("SDLM: estimate_curvature must run before the first step")
+            # BEGIN SOLUTION sdlm.step
             out[name] = (eta / (self.mu + h)).astype(layer.params[key].dtype)
+            # END SOLUTION
         return out
 
     def step(self, model):
         if not self._steps:
             self._steps = self.rates(model)
         for name, layer, key in model.named_parameters():
+            # BEGIN SOLUTION sdlm.step
             layer.params[key] -= self._steps[name] * layer.grads[key]
+            # END SOLUTION
 
     def state_dict(self):
         return {f"h.{k}": v for k, v in self.h.items()}

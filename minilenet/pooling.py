@@ -56,7 +56,7 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, x):
         cols = self._windows(x)
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION avgpool
         y = cols.mean(axis=2)
         # END SOLUTION
         return y
@@ -64,7 +64,7 @@ class AvgPool2D(_Pool2D):
     def backward(self, dy):
         dy = self.check_upstream(dy)
         k2 = self.kernel_size ** 2
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION avgpool
         dcols = np.repeat(dy[:, :, None] / k2, k2, axis=2)
         # END SOLUTION
         return self._scatter(dcols)
@@ -82,7 +82,7 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x):
         cols = self._windows(x)
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION maxpool
         winner = cols.argmax(axis=2)[:, :, None]
         mask = np.zeros_like(cols)
         np.put_along_axis(mask, winner, 1, axis=2)
@@ -93,7 +93,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dy):
         dy = self.check_upstream(dy)
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION maxpool
         dcols = self.cache["mask"] * dy[:, :, None]
         # END SOLUTION
         return self._scatter(dcols)

@@ -21,7 +21,10 @@ def parse_bitmaps(text):
         if not line or (current is None and line.startswith("#")):
             continue
         if line.startswith("digit"):
-            label, current = int(line.split()[1]), []
+            words = line.split()
+            if len(words) != 2 or not words[1].isdigit():
+                raise ValueError(f"bitmaps: bad header {raw!r} (expected 'digit K')")
+            label, current = int(words[1]), []
             codes[label] = current
             continue
         if current is None or len(line) != BITMAP_COLS or set(line) - set("#."):
@@ -31,9 +34,28 @@ def parse_bitmaps(text):
         if len(rows) != BITMAP_ROWS:
             raise ValueError(f"bitmaps: digit {label} has {len(rows)} rows, "
                              f"expected {BITMAP_ROWS}")
+    if not codes:
+        raise ValueError("bitmaps: no 'digit K' blocks found")
     if sorted(codes) != list(range(len(codes))):
         raise ValueError(f"bitmaps: labels must be 0..K-1, got {sorted(codes)}")
     return np.array([np.ravel(codes[k]) for k in range(len(codes))])
+
+
+def read_bitmaps(path, classes=None):
+    """``parse_bitmaps`` of a file; UserError naming the file when it is unreadable,
+    malformed, or (with ``classes``) does not hold exactly that many codes."""
+    from .errors import UserError
+    try:
+        with open(path) as f:
+            centers = parse_bitmaps(f.read())
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a text file of bitmaps ({e.reason})") from e
+    except ValueError as e:
+        raise UserError(f"{path}: {e}") from e
+    if classes is not None and len(centers) != classes:
+        raise UserError(f"{path}: expected codes for the {classes} digits 0 to {classes - 1}, "
+                        f"got {len(centers)}")
+    return centers
 
 
 def load_digit_bitmaps():

@@ -71,7 +71,10 @@ class Subsampling(Layer):
         four connections of a unit counts separately (paper approximation 1)."""
         d2y = self.check_upstream(d2y)
         x, coef = self.cache["x"], self.params["weight"]
-        return self._backprop(x * x, coef * coef, d2y, self.scale ** 2, self.hess)
+        # BEGIN SOLUTION sdlm.curvature
+        d2x = self._backprop(x * x, coef * coef, d2y, self.scale ** 2, self.hess)
+        # END SOLUTION
+        return d2x
 
     def extra_repr(self):
         return f"{self.channels}, mode={self.mode!r}"

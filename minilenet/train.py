@@ -16,10 +16,11 @@ import numpy as np
 
 from . import fused, losses, mnist
 from .distort import distort
+from .errors import UserError
 from .fileio import atomic_write, load_npz, save_npz
-from .models import lenet5, predict_labels
+from .models import VARIANTS, lenet5, predict_labels
 from .optimizers import SDLM, SGD, paper_eta, rate_summary
-from .rbf import parse_bitmaps
+from .rbf import read_bitmaps
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -58,19 +59,28 @@ class TrainConfig:
     fused: bool = True               # numba + paper network + SDLM: one compiled call a step
 
     def validate(self):
+        """Raise UserError (a ValueError) naming the first setting out of range."""
         choices = {"variant": ("paper", "modern"), "optimizer": ("sdlm", "sgd"),
                    "loss": ("map", "mse", "ce"), "order": ("constant", "shuffle"),
                    "distort": ("none", "paper", "online"), "subsampling": ("sum", "average")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise UserError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if (self.variant == "paper") == (self.loss == "ce"):
-            raise ValueError(f"the {self.variant} variant trains with "
+            raise UserError(f"the {self.variant} variant trains with "
                              f"{'mse or map' if self.variant == 'paper' else 'ce'}, "
                              f"not {self.loss!r}")
         for name in ("epochs", "batch_size", "hessian_samples"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("limit", "validation", "test_limit", "seed", "lr", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
+        for name in ("j", "mu", "eta_scale"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1:
+            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
         return self
 
     def to_json(self):
@@ -127,12 +137,11 @@ def make_optimizer(config):
     return SGD(lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
-def build_model(config, read_bitmaps=True):
+def build_model(config, bitmaps_from_file=True):
     """The network ``config`` describes (RBF prototypes read from config.bitmaps)."""
     centers = None
-    if config.bitmaps and read_bitmaps:
-        with open(config.bitmaps) as f:
-            centers = parse_bitmaps(f.read())
+    if config.bitmaps and bitmaps_from_file:
+        centers = read_bitmaps(config.bitmaps, classes=10)
     return lenet5(config.variant, seed=config.seed, subsampling=config.subsampling,
                   centers=centers, backend=config.backend or None)
 
@@ -152,12 +161,20 @@ def confusion_matrix(labels, predicted, classes=10):
 
 
 class Trainer:
-    """Runs ``config`` on ``data``, writing checkpoints and the history to ``out``."""
+    """Runs ``config`` on ``data``, writing checkpoints and the history to ``out``.
 
-    def __init__(self, config, data, out, progress=True, log=print):
+    ``model`` replaces the network ``config`` describes (a model a student
+    changed, say); the fused step is then used only if the model is exactly the
+    network it computes. ``on_epoch(trainer, record)``, if given, is called
+    after every epoch (live curves in a notebook, for example).
+    """
+
+    def __init__(self, config, data, out, progress=True, log=print, model=None,
+                 on_epoch=None):
         self.config = config.validate()
         self.data, self.out, self.progress, self.log = data, out, progress, log
-        self.model = build_model(config)
+        self.on_epoch = on_epoch
+        self.model = build_model(config) if model is None else model
         self.optimizer = make_optimizer(config)
         self.loss_fn = losses.get(config.loss, **({"j": config.j} if config.loss == "map" else {}))
         self.rng = np.random.default_rng(config.seed)
@@ -168,6 +185,10 @@ class Trainer:
         self.order = np.random.default_rng([config.seed, 1]).permutation(n)
         self.pool = self._paper_pool() if config.distort == "paper" else None
         self.use_fused = config.fused and fused.supports(self.model, config.loss, self.optimizer)
+        reason = fused.mismatch(self.model) if config.variant == "paper" else ""
+        if config.fused and reason:
+            self.log(f"training through the layer graph: the fused step computes the paper "
+                     f"network, and here {reason}")
 
     # ---------------------------------------------------------- data
     def _paper_pool(self):
@@ -220,20 +241,23 @@ class Trainer:
         save_npz(self.checkpoint_path(), arrays)
 
     def load_checkpoint(self, path=None):
-        state = load_npz(path or self.checkpoint_path())
-        saved = TrainConfig.from_json(str(state["config"]))
+        path = path or self.checkpoint_path()
+        state, saved, weights = read_checkpoint(path)
         differs = {k for k, v in dataclasses.asdict(saved).items()
                    if k != "epochs" and getattr(self.config, k) != v}
         if differs:
             settings = ", ".join(f"{k}={getattr(saved, k)!r}" for k in sorted(differs))
-            raise ValueError(f"cannot resume: the checkpoint was made with different settings "
-                             f"({settings})")
-        self.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-        self.optimizer.load_state_dict({k[10:]: v for k, v in state.items()
-                                        if k.startswith("optimizer.")})
-        self.epoch = int(state["epoch"])
-        self.rng.bit_generator.state = json.loads(str(state["rng_state"]))
-        self.history = json.loads(str(state["history"]))
+            raise UserError(f"cannot resume: {path} was made with different settings "
+                            f"({settings}); start afresh in another --out folder")
+        load_weights(self.model, weights, path)
+        try:
+            self.optimizer.load_state_dict({k[10:]: v for k, v in state.items()
+                                            if k.startswith("optimizer.")})
+            self.epoch = int(state["epoch"])
+            self.rng.bit_generator.state = json.loads(str(state["rng_state"]))
+            self.history = json.loads(str(state["history"]))
+        except (KeyError, ValueError, TypeError) as e:
+            raise UserError(f"{path}: incomplete checkpoint ({e}); start afresh") from e
 
     # ------------------------------------------------------- training
     def fit(self):
@@ -252,10 +276,15 @@ class Trainer:
                      f"train error {100 * record['train_error']:.2f}% (on the fly), {val}"
                      f"test error {100 * record['test_error']:.2f}%, "
                      f"{record['images_per_s']:.0f} images/s")
+            if self.on_epoch is not None:
+                self.on_epoch(self, record)
         return self.history
 
     def train_epoch(self):
-        from tqdm.auto import tqdm
+        if self.progress:             # a notebook widget where there is one, else text
+            from tqdm.auto import tqdm
+        else:                         # (tqdm.auto would warn in a notebook without ipywidgets)
+            from tqdm import tqdm
         config, model, epoch = self.config, self.model, self.epoch
         images, labels, order = self.epoch_plan(epoch)
         curvature_x = None
@@ -313,15 +342,44 @@ class Trainer:
         return record
 
 
+def read_checkpoint(path, state=None):
+    """(all arrays, TrainConfig, model weights) of a checkpoint.npz (``state``:
+    its arrays, if already read); UserError naming the file when it is not one."""
+    state = load_npz(path) if state is None else state
+    if "config" not in state:
+        raise UserError(f"{path}: not a checkpoint (no training configuration in it)")
+    try:
+        config = TrainConfig.from_json(str(state["config"])).validate()
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{path}: the checkpoint's configuration is unreadable ({e})") from e
+    return state, config, {k[6:]: v for k, v in state.items() if k.startswith("model.")}
+
+
+def load_weights(model, weights, path):
+    """Load ``weights`` into ``model``; UserError naming the file, the array and
+    what was expected (and the variant, when they are another variant's)."""
+    expected = set(model.state_dict())
+    if set(weights) != expected:
+        others = [v for v in VARIANTS if set(lenet5(v).state_dict()) == set(weights)]
+        hint = (f"these are the {others[0]} variant's weights: pass --variant {others[0]}"
+                if others else "it was saved from another network")
+        missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
+        raise UserError(f"{path}: the arrays do not match the network ({hint}; missing "
+                        f"{', '.join(missing) or 'none'}; unexpected {', '.join(extra) or 'none'})")
+    try:
+        model.load_state_dict(weights)
+    except (KeyError, ValueError) as e:
+        raise UserError(f"{path}: {e.args[0]}") from e
+
+
 def load_trained(path, variant="paper"):
     """(model, config) from a checkpoint.npz, or from a weights.npz of ``variant``."""
     state = load_npz(path)
     if "config" in state:
-        config = TrainConfig.from_json(str(state["config"]))
-        weights = {k[6:]: v for k, v in state.items() if k.startswith("model.")}
+        _, config, weights = read_checkpoint(path, state)
     else:
         config, weights = TrainConfig(variant=variant,
                                       loss="ce" if variant == "modern" else "map"), state
-    model = build_model(config, read_bitmaps=False)      # the prototypes come from the file
-    model.load_state_dict(weights)
+    model = build_model(config, bitmaps_from_file=False)  # the prototypes come from the file
+    load_weights(model, weights, path)
     return model, config

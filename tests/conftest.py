@@ -13,6 +13,7 @@ def rng():
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Every backend; numba is a hard dependency, so it always runs."""
-    assert config.numba_available(), "numba is a dependency of minilenet"
+    """Every backend; the numba one is skipped where Numba cannot be imported."""
+    if request.param == "numba" and not config.numba_available():
+        pytest.skip("numba is not installed (pip install numba)")
     return request.param

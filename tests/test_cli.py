@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from minilenet.cli import main
 
 
@@ -17,6 +19,7 @@ def test_summary_modern(capsys):
     assert "MaxPool2D" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_gradcheck_command_passes_and_names_every_layer_type():
     """Run as a user would: the installed console entry point, in a subprocess."""
     proc = subprocess.run([sys.executable, "-m", "minilenet", "gradcheck"],
@@ -40,6 +43,7 @@ def test_gradcheck_exits_nonzero_on_failure(monkeypatch, capsys):
     assert "FAIL" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_prints_the_ratio_table_and_writes_json(tmp_path, capsys):
     """A tiny run of the benchmark (the real one is docs/performance.md's command)."""
     import json

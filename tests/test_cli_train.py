@@ -66,15 +66,17 @@ def test_evaluate_and_predict(data_dir, tmp_path, capsys):
     assert len(lines) == 4 and "three.idx[2]: digit" in lines[2]
     assert lines[3].startswith(f"{tmp_path / 'digit.png'}: digit")
     assert "RBF distances" in lines[0] and len(lines[0].split("RBF distances:")[1].split()) == 10
-    # the PNG (dark ink on white, inverted on reading) gets the IDX copy's answer
-    assert lines[3].split(": digit ")[1].split()[0] == lines[0].split(": digit ")[1].split()[0]
+    # (what a photo of a digit reads as is tested in test_handwriting.py, on real digits)
 
 
-def test_predict_rejects_wrong_sizes(tmp_path, data_dir):
+def test_predict_rejects_wrong_sizes(tmp_path, data_dir, capsys):
     main(_train_args(data_dir, tmp_path / "run", "--epochs", "1"))
     write_idx(tmp_path / "big.idx", np.zeros((2, 30, 30), np.uint8))
-    with pytest.raises(ValueError, match="expected 28x28 or 32x32"):
-        main(["predict", str(tmp_path / "run" / "weights.npz"), str(tmp_path / "big.idx")])
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "run" / "weights.npz"),
+                 str(tmp_path / "big.idx")]) == 2
+    err = capsys.readouterr().err
+    assert "big.idx" in err and "28x28" in err
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys, monkeypatch):
@@ -84,17 +86,20 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert "MINILENET_DATA" in capsys.readouterr().err
 
 
-def test_corrupt_data_file_is_a_clear_error(data_dir, tmp_path):
+def test_corrupt_data_file_is_a_clear_error(data_dir, tmp_path, capsys):
     path = data_dir / "train-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(Exception, match="train-images-idx3-ubyte.gz"):
-        main(_train_args(data_dir, tmp_path / "run"))
+    assert main(_train_args(data_dir, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "train-images-idx3-ubyte.gz" in err
 
 
+@pytest.mark.slow
 def test_kill_then_resume_loses_at_most_the_epoch_in_progress(data_dir, tmp_path):
-    """SIGKILL a real training process in its third epoch; --resume must end at
-    the weights of an uninterrupted run."""
-    args = ["--limit", "200", "--epochs", "4", "--seed", "3"]
+    """SIGKILL a real training process after its second epoch, while it is still
+    running; --resume must end at the weights of an uninterrupted run."""
+    epochs = 6
+    args = ["--limit", "200", "--epochs", str(epochs), "--seed", "3"]
     cmd = [sys.executable, "-m", "minilenet"]
     env = dict(os.environ, MINILENET_BACKEND="numpy")
     subprocess.run(cmd + _train_args(data_dir, tmp_path / "straight", *args), check=True,
@@ -108,10 +113,11 @@ def test_kill_then_resume_loses_at_most_the_epoch_in_progress(data_dir, tmp_path
         if ckpt.exists() and int(load_npz(ckpt)["epoch"]) >= 2:
             break
         time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed: nothing to resume"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     epoch_at_kill = int(load_npz(out / "checkpoint.npz")["epoch"])
-    assert 2 <= epoch_at_kill <= 4
+    assert 2 <= epoch_at_kill < epochs
     subprocess.run(cmd + _train_args(data_dir, out, *args, "--resume"), check=True, env=env,
                    capture_output=True)
     a, b = load_npz(tmp_path / "straight" / "weights.npz"), load_npz(out / "weights.npz")

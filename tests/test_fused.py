@@ -2,9 +2,13 @@
 import numpy as np
 import pytest
 
-from minilenet import fused, lenet5, losses
+from minilenet import (AvgPool2D, Conv2D, Tanh, activations, fused, lenet5, load_digit_bitmaps,
+                       losses)
 from minilenet.gradcheck import numerical_gradient, rel_error, sample_indices
 from minilenet.optimizers import SDLM, SGD
+from minilenet.train import Data, TrainConfig, Trainer
+
+pytest.importorskip("numba", reason="the fused step is compiled with Numba")
 
 
 def _grads(model):
@@ -77,10 +81,108 @@ def test_fused_gradients_pass_the_finite_difference_check(rng):
 
 def test_supports_only_what_it_implements():
     paper = lenet5()
-    assert fused.supports(paper, "map", SDLM())
+    assert fused.supports(paper, "map", SDLM()) and fused.mismatch(paper) == ""
     assert not fused.supports(paper, "map", SGD())
+    assert not fused.supports(paper, "ce", SDLM())
     assert not fused.supports(lenet5("modern"), "ce", SDLM())
     assert not fused.supports(lenet5(backend="numpy"), "map", SDLM())
+    patched = SDLM()
+    patched.step = lambda model: None
+    assert not fused.supports(paper, "map", patched)
+
+
+def _halved(layer):
+    """A student's variant of ``layer``: the same layer, its output halved."""
+    class Halved(type(layer)):
+        def forward(self, x):
+            return super().forward(x) * 0.5
+
+        def backward(self, dy):
+            return super().backward(dy * 0.5)
+
+        def backward_second(self, d2y):
+            return super().backward_second(d2y * 0.25)
+    layer.__class__ = Halved
+    return layer
+
+
+def _with(name, replace):
+    model = lenet5()
+    model.layers[name] = replace(model[name])
+    model.layers[name].name = name
+    return model
+
+
+def _patched_df(layer):
+    layer.df = lambda y: 1.0 - y * y          # an instance-level replacement
+    return layer
+
+
+#: Every layer of the paper network changed in turn: a realistic swap where one
+#: exists, else the same layer with its output halved (a subclass).
+CHANGES = {
+    "c1": _halved, "c1_act": lambda l: Tanh(), "s2": lambda l: AvgPool2D(2),
+    "s2_act": _patched_df, "c3": lambda l: Conv2D(6, 16, 5), "c3_act": lambda l: Tanh(),
+    "s4": lambda l: AvgPool2D(2), "s4_act": lambda l: Tanh(), "c5": _halved,
+    "c5_act": lambda l: Tanh(), "flatten": _halved, "f6": _halved, "f6_act": lambda l: Tanh(),
+    "output": _halved,
+}
+
+
+def _train(tmp_path, name, model):
+    from test_train import _arrays
+    config = TrainConfig(epochs=1, hessian_samples=20, limit=60)
+    trainer = Trainer(config, Data.from_mnist(_arrays(), config), str(tmp_path / name),
+                      progress=False, log=lambda s: None, model=model)
+    trainer.fit()
+    return trainer
+
+
+def test_every_layer_is_part_of_the_match():
+    assert [name for name, _, _ in fused.STRUCTURE] == list(lenet5().layers)
+    assert sorted(CHANGES) == sorted(lenet5().layers)
+
+
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_a_changed_layer_trains_through_the_layer_graph(tmp_path, name):
+    """Swap one layer: the trainer must not use the fused step, and what it
+    computes must differ from the fused run of the unchanged network."""
+    reference = _train(tmp_path, "reference", lenet5())
+    assert reference.use_fused
+    changed = _with(name, CHANGES[name])
+    assert name in fused.mismatch(changed)
+    with pytest.raises(ValueError, match="not the network it computes"):
+        fused.gradients(changed, np.zeros((1, 1, 32, 32), np.float32), np.array([0]), "map")
+    trainer = _train(tmp_path, "changed", changed)
+    assert not trainer.use_fused
+    a, b = reference.model.state_dict(), trainer.model.state_dict()
+    assert any(not np.array_equal(a[k], b[k]) for k in a.keys() & b.keys())
+
+
+def test_mixed_dtypes_and_changed_constants_are_refused(monkeypatch):
+    model = lenet5()
+    model["f6"].astype(np.float64)
+    assert "f6 has dtype float64" in fused.mismatch(model)
+    monkeypatch.setattr(activations, "A", 1.0)
+    assert "squashing constants" in fused.mismatch(lenet5())
+
+
+@pytest.mark.parametrize("variant", [
+    dict(subsampling="average"), dict(c3_table=np.ones((6, 16), bool)),
+    dict(centers=-load_digit_bitmaps()),
+])
+def test_what_the_fused_step_reads_from_the_model_is_supported_and_agrees(rng, variant):
+    """The C3 table, the subsampling mode and the RBF codes are read from the
+    model: such networks train fused, to the layer graph's result."""
+    a, b = lenet5(dtype=np.float64, **variant), lenet5(dtype=np.float64, **variant)
+    assert fused.supports(b, "map", SDLM())
+    x, y = _batch(rng, 2)
+    _, g = losses.map_loss(a.forward(x), y)
+    a.backward(g)
+    fused.gradients(b, x, y, "map")
+    ga, gb = _grads(a), _grads(b)
+    for name in fused.PARAMS:
+        assert rel_error(ga[name], gb[name]) < 1e-12, name
 
 
 @pytest.mark.parametrize("x,labels,pattern", [
@@ -148,7 +250,10 @@ def test_train_step_compiles_without_running(rng):
     opt.start_epoch(0, model, x)
     before = model.state_dict()
     step = fused.TrainStep(model, opt.rates(model), "map")
-    assert step.compile(x, y) >= 0
+    import numba
+    assert step.compile(x, y) > 0
+    wanted = tuple(numba.typeof(a) for a in (x, y, *step._args))
+    assert wanted in [tuple(sig) for sig in step._kernel.signatures]
     for k, v in model.state_dict().items():
         assert v.tobytes() == before[k].tobytes()
     step(x, y)

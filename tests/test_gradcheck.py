@@ -2,36 +2,31 @@
 import numpy as np
 import pytest
 
-from minilenet import MaxPool2D, ScaledTanh, activations, gradcheck, lenet5, losses
+from minilenet import Dense, MaxPool2D, ScaledTanh, activations, gradcheck, lenet5, losses
+from minilenet.conv import Convolution
 from minilenet.gradcheck import check_layer, check_model, numerical_gradient, rel_error
-from minilenet.gradcheck_suite import (all_layer_cases, loss_cases, model_cases,
-                                       run_layer_case, run_loss_case, run_model_case)
+from minilenet.gradcheck_suite import GROUPS, cases, run_case, run_layer_case, run_suite
 from minilenet.kernels import numpy_ref
 
-
-def _ids(cases):
-    return [c[0] for c in cases]
+CASES = cases()
 
 
-@pytest.mark.parametrize("case", all_layer_cases(), ids=_ids(all_layer_cases()))
-def test_layer_gradients(case):
-    results = run_layer_case(*case)
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.group}: {c.label}" for c in CASES])
+def test_suite_case(case):
+    results = run_case(case)
     assert results and all(r.passed for r in results), gradcheck.format_results(results)
-    assert max(r.error for r in results) <= 1e-7
+    assert {r.group for r in results} == {case.group}
 
 
-@pytest.mark.parametrize("case", loss_cases(), ids=_ids(loss_cases()))
-def test_loss_gradients(case):
-    results = run_loss_case(*case)
-    assert all(r.passed for r in results), gradcheck.format_results(results)
-
-
-@pytest.mark.parametrize("case", model_cases(), ids=_ids(model_cases()))
-def test_whole_network_gradients(case):
-    results = run_model_case(*case)
-    names = {r.tensor for r in results}
-    assert "dx" in names and "c1.weight" in names and "f6.bias" in names
-    assert all(r.passed for r in results), gradcheck.format_results(results)
+def test_suite_covers_every_group_and_both_backends():
+    groups = {c.group for c in CASES}
+    assert groups == set(GROUPS)
+    labels = " ".join(c.label for c in CASES)
+    for needed in ("[numpy]", "[numba]", "trained-like", "fused step + map", "tie rule",
+                   "Subsampling average", "lenet5 modern + ce"):
+        assert needed in labels, needed
+    whole = [c.label for c in CASES if c.group == "whole networks"]
+    assert any("numpy" in label for label in whole) and any("numba" in label for label in whole)
 
 
 def test_gradcheck_refuses_float32():
@@ -104,3 +99,104 @@ def test_check_catches_col2im_bug_in_conv_and_whole_network(monkeypatch, rng):
     x = rng.uniform(-0.1, 1.175, (2, 1, 32, 32))
     results = check_model(model, losses.mse_loss, x, np.array([1, 2]), rng, h=1e-2, order=4)
     assert not next(r for r in results if r.tensor == "dx").passed
+
+
+# ------------------------- the suite catches each slip that once escaped it
+def _failures(capsys, argv=("gradcheck",)):
+    """Run ``minilenet gradcheck`` in this process; the labels of the failed checks."""
+    from minilenet.cli import main
+    assert main(list(argv)) == 1
+    out = capsys.readouterr().out
+    return {line.split("  ")[0].strip() for line in out.splitlines() if "  FAIL" in line}
+
+
+def _recompiled_fused_step(monkeypatch, **kernels):
+    """Recompile the fused step with some of the kernels it calls replaced."""
+    from numba import njit
+    from minilenet.kernels import numba_jit
+    for name, kernel in kernels.items():
+        monkeypatch.setattr(numba_jit, name, kernel)
+    options = {k: v for k, v in numba_jit.OPTIONS.items() if k != "cache"}
+    monkeypatch.setattr(numba_jit, "paper_forward_backward",
+                        njit(**options)(numba_jit.paper_forward_backward.py_func))
+
+
+@pytest.mark.slow
+def test_gradcheck_catches_a_slip_in_the_fused_c1_gradient(monkeypatch, capsys):
+    from numba import njit
+    from minilenet.kernels import numba_jit
+    table_backward = numba_jit._table_backward
+
+    @njit
+    def c1_slip(x, w, dy, out_idx, in_idx, need_dx=True):      # C1's gradient missing S
+        dx, dw, db = table_backward(x, w, dy, out_idx, in_idx, need_dx)
+        return dx, dw * (2.0 / 3.0), db
+
+    _recompiled_fused_step(monkeypatch, _table_backward=c1_slip)
+    failed = _failures(capsys, ["gradcheck"])
+    assert failed and all(label.startswith("fused step") for label in failed)
+
+
+@pytest.mark.slow
+def test_gradcheck_catches_a_slip_in_the_fused_loss(monkeypatch, capsys):
+    """The competitive term normalised by the running max instead of the
+    log-sum-exp: invisible at initialisation, where every penalty is ~84."""
+    from numba import njit
+    from minilenet.kernels import numba_jit
+
+    @njit
+    def loss_slip(y, labels, loss_kind, j):
+        N, K = y.shape
+        dy = np.zeros_like(y)
+        loss = 0.0
+        for n in range(N):
+            label = labels[n]
+            loss += y[n, label]
+            if loss_kind == 1:
+                m = -j
+                for k in range(K):
+                    m = max(m, -y[n, k])
+                total = np.exp(-j - m)
+                for k in range(K):
+                    total += np.exp(-y[n, k] - m)
+                loss += m + np.log(total)
+                for k in range(K):
+                    dy[n, k] = -np.exp(-y[n, k] - m) / N          # the slip: m, not lse
+            dy[n, label] += 1.0 / N
+        return loss / N, dy
+
+    _recompiled_fused_step(monkeypatch, _paper_loss=loss_slip)
+    failed = _failures(capsys)
+    assert any("trained-like" in label for label in failed)
+    assert not any(label.startswith("fused step + map vs") for label in failed)  # init passes
+
+
+def _unsquared_weight(self, d2y):
+    """A Gauss-Newton pass that forgot to square the weights."""
+    d2y = self.check_upstream(d2y)
+    return self._backprop(self.cache["x"] ** 2, self.params["weight"], d2y, self.hess)
+
+
+@pytest.mark.parametrize("layer_class", [Dense, Convolution])
+def test_gradcheck_catches_an_unsquared_weight_in_the_second_derivative_pass(
+        monkeypatch, capsys, layer_class):
+    monkeypatch.setattr(layer_class, "backward_second", _unsquared_weight)
+    failed = _failures(capsys)
+    assert failed and all("[num" in label for label in failed)
+    assert all(r.passed for r in run_suite(groups=("layer gradients",)))
+
+
+def _forward_marking_every_tie(self, x):
+    """The slip: a mask with a 1 at *every* maximum of a window."""
+    cols = self._windows(x)
+    y = cols.max(axis=2)
+    self.cache["mask"] = (cols == y[:, :, None]).astype(cols.dtype)
+    return y
+
+
+def test_gradcheck_catches_a_max_pool_that_marks_every_tie(monkeypatch, capsys):
+    monkeypatch.setattr(MaxPool2D, "forward", _forward_marking_every_tie)
+    failed = _failures(capsys)
+    assert any("tie rule" in label for label in failed)
+    # the finite-difference checks alone cannot see it: their inputs have no ties
+    assert all(r.passed for r in run_suite(groups=("layer gradients",)))

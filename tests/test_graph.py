@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from minilenet import lenet5
+from minilenet.errors import UserError
 from minilenet.fileio import atomic_write, load_npz
 
 
@@ -26,7 +27,7 @@ def test_save_and_load_round_trip(tmp_path):
 def test_load_refuses_pickles(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, **{"c1.weight": np.array([object()], dtype=object)})
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(UserError, match="holds Python objects"):
         lenet5().load(path)
 
 

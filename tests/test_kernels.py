@@ -4,7 +4,10 @@ import pytest
 
 import naive
 from minilenet import kernels
-from minilenet.kernels import numba_jit, numpy_ref
+from minilenet.kernels import numpy_ref
+
+numba_jit = pytest.importorskip("minilenet.kernels.numba_jit",
+                                reason="the Numba twins need numba (pip install numba)")
 
 WINDOWS = [(2, 2, 2), (3, 3, 1), (3, 2, 2), (5, 5, 1), (3, 3, 3)]   # (KH, KW, stride)
 

@@ -92,7 +92,7 @@ def test_curvature_matches_finite_differences_of_gauss_newton(case, rng):
 
 def test_subsampling_curvature_counts_each_connection_separately(rng):
     """With all four inputs non-zero, approximation (1) sums x^2 over the
-    connections: h_coef = sum_units sum_{4 inputs} x^2 d2a (spec 1.9)."""
+    connections: h_coef = sum_units sum_{4 inputs} x^2 d2a (docs/paper.md, section 7)."""
     model = _net(Subsampling(1, dtype=F64, rng=rng), (1, 2, 2), rng, 1)
     x = rng.standard_normal((4, 1, 2, 2))
     opt = SDLM()

@@ -1,4 +1,4 @@
-"""LeNet-5 pinned to the paper (spec section 1): ledger, C3 table, squashing, init, RBF."""
+"""LeNet-5 pinned to the paper (docs/paper.md): ledger, C3 table, squashing, init, RBF."""
 import numpy as np
 import pytest
 

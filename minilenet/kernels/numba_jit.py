@@ -49,6 +49,7 @@ def im2col(x, kh, kw, stride=1):
     N, C, H, W = x.shape
     OH, OW = (H - kh) // stride + 1, (W - kw) // stride + 1
     cols = np.empty((N, C, kh, kw, OH, OW), dtype=x.dtype)
+    # BEGIN SOLUTION im2col
     for n in range(N):
         for c in range(C):
             for i in range(kh):
@@ -56,6 +57,7 @@ def im2col(x, kh, kw, stride=1):
                     for p in range(OH):
                         for q in range(OW):
                             cols[n, c, i, j, p, q] = x[n, c, p * stride + i, q * stride + j]
+    # END SOLUTION
     return cols
 
 
@@ -64,6 +66,7 @@ def col2im(cols, x_shape, stride=1):
     """Numba version of ``numpy_ref.col2im`` (sums overlapping windows)."""
     N, C, kh, kw, OH, OW = cols.shape
     x = np.zeros(x_shape, dtype=cols.dtype)
+    # BEGIN SOLUTION col2im
     for n in range(N):
         for c in range(C):
             for i in range(kh):
@@ -71,6 +74,7 @@ def col2im(cols, x_shape, stride=1):
                     for p in range(OH):
                         for q in range(OW):
                             x[n, c, p * stride + i, q * stride + j] += cols[n, c, i, j, p, q]
+    # END SOLUTION
     return x
 
 
@@ -82,6 +86,7 @@ def _table_forward_one(x, w, b, out_idx, in_idx, y):
     F = b.shape[0]
     T, P = KH * KW, y.shape[1] * y.shape[2]
     yf, wf = y.reshape(F, P), w.reshape(K, T)
+    # BEGIN SOLUTION conv.forward c3.forward
     for f in range(F):
         for s in range(P):
             yf[f, s] = b[f]
@@ -101,6 +106,7 @@ def _table_forward_one(x, w, b, out_idx, in_idx, y):
             wv = wf[k, t]
             for s in range(P):
                 yf[f, s] += wv * cols[c, t, s]
+    # END SOLUTION
 
 
 @jit
@@ -114,6 +120,7 @@ def _table_backward_block(x, w, dy, out_idx, in_idx, need_dx, dx, dw, db):
     wf, dwf = w.reshape(K, T), dw.reshape(K, T)
     dwf[...] = 0
     db[...] = 0
+    # BEGIN SOLUTION conv.backward c3.backward
     for n in range(N):
         dyf = dy[n].reshape(F, P)
         for f in range(F):
@@ -151,6 +158,7 @@ def _table_backward_block(x, w, dy, out_idx, in_idx, need_dx, dx, dw, db):
                         dcols[c, t, s] += wv * dyf[f, s]
             dx[n] = col2im(dcols.reshape(1, C, KH, KW, H - KH + 1, W - KW + 1),
                            (1, C, H, W), 1)[0]
+    # END SOLUTION
 
 
 @parallel_jit
@@ -251,6 +259,7 @@ def subsample_forward(x, coef, bias, scale):
     N, C, H, W = x.shape
     OH, OW = H // 2, W // 2
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
+    # BEGIN SOLUTION subsampling.forward
     for n in range(N):
         for c in range(C):
             g = coef[c] * scale
@@ -259,6 +268,7 @@ def subsample_forward(x, coef, bias, scale):
                     s = (x[n, c, 2 * p, 2 * q] + x[n, c, 2 * p, 2 * q + 1]
                          + x[n, c, 2 * p + 1, 2 * q] + x[n, c, 2 * p + 1, 2 * q + 1])
                     y[n, c, p, q] = g * s + bias[c]
+    # END SOLUTION
     return y
 
 
@@ -270,6 +280,7 @@ def subsample_backward(x, coef, dy, scale):
     dx = np.empty_like(x)
     dcoef = np.zeros(C, dtype=x.dtype)
     dbias = np.zeros(C, dtype=x.dtype)
+    # BEGIN SOLUTION subsampling.backward
     for n in range(N):
         for c in range(C):
             g = coef[c] * scale
@@ -285,6 +296,7 @@ def subsample_backward(x, coef, dy, scale):
                     dx[n, c, 2 * p, 2 * q + 1] = gd
                     dx[n, c, 2 * p + 1, 2 * q] = gd
                     dx[n, c, 2 * p + 1, 2 * q + 1] = gd
+    # END SOLUTION
     return dx, dcoef, dbias
 
 
@@ -292,12 +304,14 @@ def subsample_backward(x, coef, dy, scale):
 @jit
 def _dense_forward_one(x, w, b, y):
     """One sample: y = x @ w + b, as axpy loops over contiguous rows of w."""
+    # BEGIN SOLUTION dense.forward
     for o in range(w.shape[1]):
         y[o] = b[o]
     for i in range(x.shape[0]):
         xi = x[i]
         for o in range(w.shape[1]):
             y[o] += xi * w[i, o]
+    # END SOLUTION
 
 
 @parallel_jit
@@ -320,6 +334,7 @@ def _dense_backward_block(x, w, dy, dx, dw, db):
     D, M = w.shape
     dw[...] = 0
     db[...] = 0
+    # BEGIN SOLUTION dense.backward
     for n in range(x.shape[0]):
         for o in range(M):
             db[o] += dy[n, o]
@@ -330,6 +345,7 @@ def _dense_backward_block(x, w, dy, dx, dw, db):
                 dw[i, o] += xi * dy[n, o]
                 acc += dy[n, o] * w[i, o]
             dx[n, i] = acc
+    # END SOLUTION
 
 
 @parallel_jit
@@ -352,6 +368,7 @@ def dense_backward(x, w, dy):
 
 @jit
 def _rbf_one(x, centers, y):
+    # BEGIN SOLUTION rbf.forward
     for k in range(centers.shape[0]):
         t = x[0] - centers[k, 0]
         acc = t * t
@@ -359,6 +376,7 @@ def _rbf_one(x, centers, y):
             t = x[d] - centers[k, d]
             acc += t * t
         y[k] = acc
+    # END SOLUTION
 
 
 @parallel_jit
@@ -377,6 +395,7 @@ def rbf_forward(x, centers):
 
 @jit
 def _rbf_backward_one(x, centers, dy, dx):
+    # BEGIN SOLUTION rbf.backward
     total = dy[0]
     for k in range(1, centers.shape[0]):
         total += dy[k]
@@ -388,6 +407,7 @@ def _rbf_backward_one(x, centers, dy, dx):
             dx[d] -= g * centers[k, d]
     for d in range(x.shape[0]):
         dx[d] *= 2
+    # END SOLUTION
 
 
 @parallel_jit
@@ -415,9 +435,11 @@ def _constants(a):
 
 @jit
 def _squash_rows(a, y, c, lo, hi):
+    # BEGIN SOLUTION scaled_tanh
     for n in range(lo, hi):
         for i in range(a.shape[1]):
             y[n, i] = c[0] * np.tanh(c[1] * a[n, i])
+    # END SOLUTION
 
 
 @parallel_jit
@@ -437,9 +459,11 @@ def _squash(a):
 
 @jit
 def _squash_backward_rows(y, dy, out, c, lo, hi):
+    # BEGIN SOLUTION scaled_tanh
     for n in range(lo, hi):
         for i in range(y.shape[1]):
             out[n, i] = dy[n, i] * (c[2] * (c[3] - y[n, i] * y[n, i]))
+    # END SOLUTION
 
 
 @parallel_jit
@@ -464,6 +488,7 @@ def _paper_loss(y, labels, loss_kind, j):
     N, K = y.shape
     dy = np.zeros_like(y)
     loss = 0.0
+    # BEGIN SOLUTION mse_loss map_loss
     for n in range(N):
         label = labels[n]
         loss += y[n, label]
@@ -479,6 +504,7 @@ def _paper_loss(y, labels, loss_kind, j):
             for k in range(K):
                 dy[n, k] = -np.exp(-y[n, k] - lse) / N
         dy[n, label] += 1.0 / N
+    # END SOLUTION
     return loss / N, dy
 
 
@@ -525,8 +551,10 @@ def paper_forward_backward(x, labels, P, G, out_idx, in_idx, centers, scale2, sc
 def _update(p, g, rate):
     """p -= rate * g, element-wise (the SDLM step with per-parameter rates)."""
     fp, fg, fr = p.reshape(-1), g.reshape(-1), rate.reshape(-1)
+    # BEGIN SOLUTION sdlm.step
     for i in range(fp.size):
         fp[i] -= fr[i] * fg[i]
+    # END SOLUTION
 
 
 @jit

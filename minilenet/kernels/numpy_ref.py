@@ -24,7 +24,7 @@ def im2col(x, kh, kw, stride=1):
     N, C, H, W = x.shape
     OH, OW = (H - kh) // stride + 1, (W - kw) // stride + 1
     cols = np.empty((N, C, kh, kw, OH, OW), dtype=x.dtype)
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION im2col
     for i in range(kh):
         for j in range(kw):
             cols[:, :, i, j] = x[:, :, i:i + stride * OH:stride, j:j + stride * OW:stride]
@@ -47,7 +47,7 @@ def col2im(cols, x_shape, stride=1):
     """
     N, C, kh, kw, OH, OW = cols.shape
     x = np.zeros(x_shape, dtype=cols.dtype)
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION col2im
     for i in range(kh):
         for j in range(kw):
             x[:, :, i:i + stride * OH:stride, j:j + stride * OW:stride] += cols[:, :, i, j]
@@ -70,7 +70,7 @@ def conv2d_forward(x, w, b):
     y : ndarray of shape (N, F, OH, OW), ``y = sum_{c,i,j} w[f,c,i,j] x[n,c,p+i,q+j] + b[f]``
     """
     F, C, KH, KW = w.shape
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION conv.forward
     cols = im2col(x, KH, KW)                                   # (N, C, KH, KW, OH, OW)
     N, OH, OW = x.shape[0], cols.shape[4], cols.shape[5]
     y = w.reshape(F, -1) @ cols.reshape(N, C * KH * KW, OH * OW)  # (N, F, OH*OW)
@@ -95,7 +95,7 @@ def conv2d_backward(x, w, dy):
     """
     F, C, KH, KW = w.shape
     N, _, OH, OW = dy.shape
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION conv.backward
     cols = im2col(x, KH, KW).reshape(N, C * KH * KW, OH * OW)
     dy2 = dy.reshape(N, F, OH * OW)
     dw = np.einsum("nfp,nkp->fk", dy2, cols).reshape(w.shape)
@@ -128,7 +128,7 @@ def table_conv2d_forward(x, w, b, out_idx, in_idx):
     -------
     y : ndarray of shape (N, F, OH, OW)
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION c3.forward
     dense = table_to_dense(w, out_idx, in_idx, b.shape[0], x.shape[1])
     y = conv2d_forward(x, dense, b)
     # END SOLUTION
@@ -141,7 +141,7 @@ def table_conv2d_backward(x, w, dy, out_idx, in_idx):
     Only connected kernels get a gradient: the dense gradient is gathered back
     at the table's connections.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION c3.backward
     dense = table_to_dense(w, out_idx, in_idx, dy.shape[1], x.shape[1])
     dx, dw_dense, db = conv2d_backward(x, dense, dy)
     dw = dw_dense[out_idx, in_idx]
@@ -164,7 +164,7 @@ def subsample_forward(x, coef, bias, scale):
     y : ndarray of shape (N, C, H/2, W/2)
     """
     N, C, H, W = x.shape
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION subsampling.forward
     pooled = x.reshape(N, C, H // 2, 2, W // 2, 2).sum(axis=(3, 5))
     y = (coef * scale).reshape(1, C, 1, 1) * pooled + bias.reshape(1, C, 1, 1)
     # END SOLUTION
@@ -174,7 +174,7 @@ def subsample_forward(x, coef, bias, scale):
 def subsample_backward(x, coef, dy, scale):
     """Gradients of ``subsample_forward``: dx (N, C, H, W), dcoef (C,), dbias (C,)."""
     N, C, H, W = x.shape
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION subsampling.backward
     pooled = x.reshape(N, C, H // 2, 2, W // 2, 2).sum(axis=(3, 5))
     dcoef = scale * (dy * pooled).sum(axis=(0, 2, 3))
     dbias = dy.sum(axis=(0, 2, 3))
@@ -198,7 +198,7 @@ def dense_forward(x, w, b):
     -------
     y : ndarray of shape (N, D_out), ``y = x @ w + b``
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION dense.forward
     y = x @ w + b
     # END SOLUTION
     return y
@@ -206,7 +206,7 @@ def dense_forward(x, w, b):
 
 def dense_backward(x, w, dy):
     """Gradients of ``dense_forward``: dx = dy w^T (N, D_in), dw = x^T dy, db = sum_n dy."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION dense.backward
     dx = dy @ w.T
     dw = x.T @ dy
     db = dy.sum(axis=0)
@@ -226,7 +226,7 @@ def rbf_forward(x, centers):
     -------
     y : ndarray of shape (N, K), ``y[n, k] = sum_d (x[n, d] - centers[k, d])^2``
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION rbf.forward
     diff = x[:, None, :] - centers[None, :, :]          # (N, K, D)
     y = (diff * diff).sum(axis=2)
     # END SOLUTION
@@ -235,7 +235,7 @@ def rbf_forward(x, centers):
 
 def rbf_backward(x, centers, dy):
     """Input gradient of ``rbf_forward``: dx = 2 (sum_k dy_k x - dy @ centers), (N, D)."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION rbf.backward
     dx = 2.0 * (dy.sum(axis=1, keepdims=True) * x - dy @ centers)
     # END SOLUTION
     return dx
