@@ -179,21 +179,7 @@ def run(batches=(1, 16, 64, 256), images=2048, repeats=5, epoch_images=60000,
         result["machine"]["numba"] = numba.__version__
     except ImportError:
         pass
-    torch_rows = _torch_rows(batches, images, repeats, log)
-    if torch_rows:
-        result["torch"] = torch_rows
     return result
-
-
-def _torch_rows(batches, images, repeats, log):
-    """PyTorch on the same network, when it happens to be installed (never required)."""
-    try:
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-        import torch_reference
-    except ImportError:
-        return None
-    log("pytorch reference ...")
-    return torch_reference.measure(batches, images, repeats)
 
 
 def format_table(result):
@@ -212,8 +198,6 @@ def format_table(result):
         lines.append(f"peak resident memory of minilenet train (60,000 images): "
                      f"{result['train_peak_rss_mib']:,.0f} MiB, with --distort (600,000): "
                      f"{result['train_distort_peak_rss_mib']:,.0f} MiB")
-    for row in result.get("torch") or []:
-        lines.append(f"pytorch {row['what']}: {row['value']:,.1f}")
     return "\n".join(lines)
 
 

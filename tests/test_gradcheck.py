@@ -142,7 +142,6 @@ def test_gradcheck_catches_a_slip_in_the_fused_loss(monkeypatch, capsys):
     """The competitive term normalised by the running max instead of the
     log-sum-exp: invisible at initialisation, where every penalty is ~84."""
     from numba import njit
-    from minilenet.kernels import numba_jit
 
     @njit
     def loss_slip(y, labels, loss_kind, j):

@@ -93,6 +93,17 @@ def test_numba_matches_numpy(rng, name, dtype, n):
     _assert_close(getattr(numba_jit, name)(*args), getattr(numpy_ref, name)(*args), dtype)
 
 
+@pytest.mark.parametrize("n", [1, numba_jit.PARALLEL_MIN + 5])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_c5_shaped_convolution_matches_numpy(rng, dtype, n):
+    """A kernel that covers its input (C5): a batch runs it as a dense layer."""
+    x, w = rng.standard_normal((n, 16, 5, 5)).astype(dtype), rng.standard_normal(
+        (120, 16, 5, 5)).astype(dtype)
+    b, dy = rng.standard_normal(120).astype(dtype), rng.standard_normal((n, 120, 1, 1)).astype(dtype)
+    _assert_close(numba_jit.conv2d_forward(x, w, b), numpy_ref.conv2d_forward(x, w, b), dtype)
+    _assert_close(numba_jit.conv2d_backward(x, w, dy), numpy_ref.conv2d_backward(x, w, dy), dtype)
+
+
 @pytest.mark.parametrize("name", ["conv2d_backward", "table_conv2d_backward", "dense_backward"])
 def test_parallel_kernels_give_the_same_bits_every_run(rng, name):
     """Weight gradients are reduced per fixed block of samples, then in block order."""
@@ -125,3 +136,18 @@ def test_subsample_matches_loop_oracle(backend, rng, scale):
     coef, bias = rng.standard_normal(3), rng.standard_normal(3)
     np.testing.assert_allclose(kernels.get(backend).subsample_forward(x, coef, bias, scale),
                                naive.subsample(x, coef, bias, scale), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("given,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_when_done_unless_told_otherwise(given, expected):
+    """A spinning OpenMP thread stole the core of the next call (docs/performance.md)."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, minilenet.kernels.numba_jit; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == expected

@@ -21,8 +21,19 @@ not on the number of threads or their timing.
 Set ``NUMBA_DISABLE_JIT=1`` to run these bodies as plain Python (slow, but
 steppable in a debugger).
 """
+import os
+
 import numpy as np
-from numba import literal_unroll, njit, prange
+
+#: OpenMP's default wait policy keeps a finished thread spinning for a while;
+#: on a 2-core machine that spin steals the core the next Python call needs,
+#: and every parallel kernel then waits a scheduler slice (about 7 ms): batch-64
+#: training ran at 800 images/s instead of 6,000 (docs/performance.md). Threads
+#: that sleep at once are the better trade here. Set before Numba starts its
+#: OpenMP threads; an explicit OMP_WAIT_POLICY wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from numba import literal_unroll, njit, prange  # noqa: E402
 
 from ..activations import A, S
 
@@ -225,9 +236,20 @@ def _all_pairs(F, C):
 
 
 @jit
+def _covers_input(x, w):
+    """True for a batch (not the fused step's single samples) whose kernel covers the
+    whole input (C5): the convolution is then a dense layer, computed as one."""
+    return x.shape[0] >= PARALLEL_MIN and x.shape[2] == w.shape[2] and x.shape[3] == w.shape[3]
+
+
+@jit
 def conv2d_forward(x, w, b):
     """Numba version of ``numpy_ref.conv2d_forward`` (a table conv with every pair connected)."""
     F, C, KH, KW = w.shape
+    N = x.shape[0]
+    if _covers_input(x, w):
+        w2 = np.ascontiguousarray(w.reshape(F, C * KH * KW).T)
+        return dense_forward(x.reshape(N, C * KH * KW), w2, b).reshape(N, F, 1, 1)
     out_idx, in_idx = _all_pairs(F, C)
     return _table_forward(x, w.reshape(F * C, KH, KW), b, out_idx, in_idx)
 
@@ -236,6 +258,11 @@ def conv2d_forward(x, w, b):
 def conv2d_backward(x, w, dy):
     """Numba version of ``numpy_ref.conv2d_backward``."""
     F, C, KH, KW = w.shape
+    N = x.shape[0]
+    if _covers_input(x, w):
+        w2 = np.ascontiguousarray(w.reshape(F, C * KH * KW).T)
+        dx, dw2, db = dense_backward(x.reshape(N, C * KH * KW), w2, dy.reshape(N, F))
+        return dx.reshape(x.shape), np.ascontiguousarray(dw2.T).reshape(w.shape), db
     out_idx, in_idx = _all_pairs(F, C)
     dx, dw, db = _table_backward(x, w.reshape(F * C, KH, KW), dy, out_idx, in_idx)
     return dx, dw.reshape(F, C, KH, KW), db
