@@ -153,8 +153,10 @@ class TrainStep:
         _require(model)
         self._kernel = numba_jit.paper_train_step
         params, grads = _arrays(model, "params"), _arrays(model, "grads")
-        updates = tuple(zip(params, grads, (rates[name] for name in PARAMS), strict=True))
-        self._args = (params, grads, updates, *_static(model), LOSS_KINDS[loss_name], j)
+        flat = lambda arrays: tuple(a.reshape(-1) for a in arrays)        # noqa: E731 (views)
+        self._args = (params, grads, flat(params), flat(grads),
+                      flat(np.ascontiguousarray(rates[name]) for name in PARAMS),
+                      *_static(model), LOSS_KINDS[loss_name], j)
 
     def __call__(self, x, labels):
         _check(x, labels, self._args[0][0].dtype)

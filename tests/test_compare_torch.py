@@ -42,8 +42,8 @@ def test_without_torch_it_says_how_to_install_it_and_exits_2(tmp_path):
 @pytest.mark.parametrize("variant", ["paper", "modern"])
 def test_the_port_computes_minilenets_scores_from_its_weights(variant):
     """Same weights, same scores (float32): the port is the same network."""
+    tr = _torch_reference()                      # skips where PyTorch is not installed
     import torch
-    tr = _torch_reference()
     model = lenet5(variant, seed=3)
     x = np.random.default_rng(0).uniform(-0.1, 1.175, (5, 1, 32, 32)).astype(np.float32)
     ours = model.predict_scores(x)

@@ -33,7 +33,7 @@ import numpy as np
 #: OpenMP threads; an explicit OMP_WAIT_POLICY wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from numba import literal_unroll, njit, prange  # noqa: E402
+from numba import njit, prange  # noqa: E402
 
 from ..activations import A, S
 
@@ -576,21 +576,21 @@ def paper_forward_backward(x, labels, P, G, out_idx, in_idx, centers, scale2, sc
 
 @jit
 def _update(p, g, rate):
-    """p -= rate * g, element-wise (the SDLM step with per-parameter rates)."""
-    fp, fg, fr = p.reshape(-1), g.reshape(-1), rate.reshape(-1)
+    """p -= rate * g, element-wise (the SDLM step with per-parameter rates); 1-d arrays."""
     # BEGIN SOLUTION sdlm.step
-    for i in range(fp.size):
-        fp[i] -= fr[i] * fg[i]
+    for i in range(p.size):
+        p[i] -= rate[i] * g[i]
     # END SOLUTION
 
 
 @jit
-def paper_train_step(x, labels, P, G, updates, out_idx, in_idx, centers, scale2, scale4,
-                     loss_kind, j):
-    """paper_forward_backward, then p -= rate * g for every (p, g, rate) in ``updates``
-    (the same parameter and gradient arrays as P and G, with their rates)."""
+def paper_train_step(x, labels, P, G, flat_p, flat_g, flat_rates, out_idx, in_idx, centers,
+                     scale2, scale4, loss_kind, j):
+    """paper_forward_backward, then p -= rate * g for every parameter: ``flat_p``,
+    ``flat_g`` and ``flat_rates`` are 1-d views of the arrays of P and G and of their
+    rates (one array type, so one compiled update instead of one per rank)."""
     loss, penalties = paper_forward_backward(x, labels, P, G, out_idx, in_idx, centers,
                                              scale2, scale4, loss_kind, j)
-    for p_g_rate in literal_unroll(updates):      # arrays of different ranks: unrolled
-        _update(p_g_rate[0], p_g_rate[1], p_g_rate[2])
+    for k in range(len(flat_p)):
+        _update(flat_p[k], flat_g[k], flat_rates[k])
     return loss, penalties
