@@ -21,9 +21,10 @@ minilenet runs what ``minilenet train`` runs: the Trainer's own model,
 optimizer, loss and choice of step (the fused Numba step or the layer graph)
 for ``--variant V --batch-size B``, with SDLM's curvature estimated on 500
 images; inference is ``model.predict_scores(x, 1000)``. Its threads are set
-with ``numba.set_num_threads`` and ``threadpoolctl.threadpool_limits`` (BLAS
-and OpenMP pools); PyTorch's with ``torch.set_num_threads``, its oneDNN
-convolutions off at batch 1, where its own are faster (``torch_reference.configure``).
+with ``minilenet.kernels.numba_jit.set_threads`` and
+``threadpoolctl.threadpool_limits`` (BLAS and OpenMP pools); PyTorch's with
+``torch.set_num_threads``, its oneDNN convolutions off at batch 1, where its own
+are faster (``torch_reference.configure``).
 The port (``torch_reference.py``) starts from the same weights. Inputs are uniform in
 [-0.1, 1.175], (N, 1, 32, 32) float32, with random labels.
 """
@@ -54,6 +55,7 @@ import numpy as np
 import torch_reference
 from minilenet import fused, lenet5
 from minilenet.fileio import atomic_write
+from minilenet.kernels import numba_jit
 from minilenet.optimizers import SDLM
 from minilenet.train import Data, TrainConfig, Trainer
 
@@ -97,7 +99,7 @@ def minilenet_trainer(variant, batch, x, y):
 
 @contextlib.contextmanager
 def minilenet_threads(n):
-    numba.set_num_threads(n)
+    numba_jit.set_threads(n)
     with threadpoolctl.threadpool_limits(n):
         yield
 
@@ -175,19 +177,15 @@ def images_per_run(batch, images):
 
 
 def machine():
-    """The CPUs and the versions; call it after a parallel Numba kernel has run."""
+    """The CPUs and the versions."""
     model = platform.processor()
-    try:
-        layer = numba.threading_layer()
-    except ValueError:                      # no parallel kernel has run
-        layer = "none started"
     with contextlib.suppress(OSError, StopIteration):
         with open("/proc/cpuinfo") as f:
             model = next(line.split(":", 1)[1].strip() for line in f
                          if line.startswith("model name"))
     return {"cpus": os.cpu_count(), "processor": model, "python": platform.python_version(),
             "numpy": np.__version__, "numba": numba.__version__, "torch": torch.__version__,
-            "threadpoolctl": threadpoolctl.__version__, "numba_threading_layer": layer,
+            "threadpoolctl": threadpoolctl.__version__,
             "numba_num_threads": numba.config.NUMBA_NUM_THREADS}
 
 
@@ -268,7 +266,7 @@ def main(argv=None):
     print(f"{'--quick: a smoke test, not a measurement; ' if args.quick else ''}"
           f"median of {repeats} timed runs each, interleaved; {info['cpus']} CPUs "
           f"({info['processor']}), Python {info['python']}, NumPy {info['numpy']}, "
-          f"Numba {info['numba']} ({info['numba_threading_layer']} threads), "
+          f"Numba {info['numba']}, "
           f"PyTorch {info['torch']}")
     print(f"1-minute load average at the end: {load_end:.2f}")
     diverged = [f"{r['label']} ({c})" for r in rows for c, loss in r["final_loss"].items()

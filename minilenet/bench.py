@@ -28,9 +28,9 @@ def _data(n, seed=0):
             rng.integers(0, 10, n))
 
 
-def _trainer_step(model, optimizer, loss_fn):
-    """The step the Trainer takes: fused when it can be, else through the layers."""
-    if fused_supports(model, "map", optimizer):
+def _trainer_step(model, optimizer, loss_fn, batch=1):
+    """The step the Trainer takes at ``batch``: fused when it can be, else through the layers."""
+    if fused_supports(model, "map", optimizer, batch):
         return TrainStep(model, optimizer.rates(model), "map")
 
     def step(x, y):
@@ -47,7 +47,7 @@ def train_rate(backend, batch, images, repeats):
         x, y = _data(max(images, 500))
         optimizer = SDLM(mu=0.5)
         optimizer.start_epoch(0, model, x[:500])
-        step = _trainer_step(model, optimizer, losses.get("map"))
+        step = _trainer_step(model, optimizer, losses.get("map"), batch)
         n = images - images % batch or batch
         step(x[:batch], y[:batch])                        # warm-up (and compile)
         times = []

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 
 from .errors import UserError
+from .models import VARIANTS
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -105,26 +106,30 @@ def _config_from_args(args):
     from .train import TrainConfig
     variant = args.variant
     defaults = TrainConfig()
-    loss = args.loss or ("ce" if variant == "modern" else defaults.loss)
-    optimizer = args.optimizer or ("sgd" if variant == "modern" else defaults.optimizer)
-    batch = args.batch_size or (64 if variant == "modern" else defaults.batch_size)
+    paper = variant == "paper"
+    loss = args.loss or (defaults.loss if paper else "ce")
+    optimizer = args.optimizer or (defaults.optimizer if paper else "sgd")
+    batch = args.batch_size or (defaults.batch_size if paper else 64)
     return TrainConfig(variant=variant, epochs=args.epochs, batch_size=batch,
                        optimizer=optimizer, loss=loss, j=args.j, lr=args.lr or 0.0,
                        momentum=args.momentum, mu=args.mu, eta_scale=args.eta_scale,
-                       order=args.order, distort=args.distort, limit=args.limit or 0,
+                       order=args.order, distort=args.distort,
+                       distort_strength=args.distort_strength, limit=args.limit or 0,
                        validation=args.validation,
                        test_limit=args.test_limit or 0, subsampling=args.subsampling,
-                       bitmaps=args.bitmaps or "", seed=args.seed,
+                       count_bias=args.count_bias, bias_init=args.bias_init,
+                       subsampling_init=args.subsampling_init, h_reduce=args.h_reduce,
+                       curvature_seed=args.curvature_seed,
+                       bitmaps=args.bitmaps or "", deskew=args.deskew, seed=args.seed,
                        backend=args.backend or "").validate()
 
 
-def _write_report(model, images, labels, out, history=None):
-    """Test error and confusion matrix of a trained model on uint8 (N, 28, 28)
-    test images; with ``out``, also the figures. Returns (error, matrix)."""
+def _write_report(model, config, images, labels, out, history=None):
+    """Test error and confusion matrix of a trained model (of ``config``) on uint8
+    (N, 28, 28) test images; with ``out``, also the figures. Returns (error, matrix)."""
     from . import plots
-    from .mnist import preprocess
-    from .train import confusion_matrix, evaluate
-    error, predicted, _ = evaluate(model, preprocess(images, model.dtype), labels)
+    from .train import confusion_matrix, evaluate, model_input
+    error, predicted, _ = evaluate(model, model_input(images, config, model.dtype), labels)
     matrix = confusion_matrix(labels, predicted)
     if out:
         os.makedirs(out, exist_ok=True)
@@ -161,7 +166,9 @@ def cmd_train(args):
         print(f"resuming {trainer.checkpoint_path()} after epoch {trainer.epoch}")
     elif args.resume:
         print(f"no checkpoint in {args.out}: starting from scratch")
-    print(f"training LeNet-5 ({config.variant}) on {len(data.train_images):,} images: "
+    name = (f"LeNet-5 ({config.variant})" if config.variant in ("paper", "modern")
+            else f"the {config.variant} network")
+    print(f"training {name} on {len(data.train_images):,} images: "
           f"{config.optimizer}, loss {config.loss}, batch {config.batch_size}, "
           f"{config.epochs} epochs, distortions {config.distort}, seed {config.seed}")
     try:
@@ -170,8 +177,8 @@ def cmd_train(args):
         print(f"error: {e}", file=sys.stderr)
         return 3
     trainer.model.save(os.path.join(args.out, "weights.npz"))
-    error, _ = _write_report(trainer.model, data.test_images, data.test_labels, args.out,
-                             history)
+    error, _ = _write_report(trainer.model, config, data.test_images, data.test_labels,
+                             args.out, history)
     print(f"wrote {args.out}/: checkpoint.npz, weights.npz, history.json, curves.png, "
           f"learning_rates.png, confusion.png, misclassified.png")
     print(f"test error: {100 * error:.2f}%")
@@ -181,10 +188,10 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from .mnist import load_mnist
     from .train import load_trained
-    model, _ = load_trained(args.checkpoint, args.variant)
+    model, config = load_trained(args.checkpoint, args.variant, args.deskew)
     arrays = load_mnist(args.data, verify=not args.no_verify, progress=False)
     n = args.test_limit
-    error, matrix = _write_report(model, arrays["test_images"][:n],
+    error, matrix = _write_report(model, config, arrays["test_images"][:n],
                                   arrays["test_labels"][:n].astype(np.int64), args.figures)
     _print_confusion(matrix)
     print(f"test error: {100 * error:.2f}%")
@@ -199,20 +206,25 @@ def read_images(path):
 
 
 def cmd_predict(args):
-    from .mnist import pad_bytes, scale_bytes
+    from .mnist import scale_bytes
     from .models import predict_labels
     from .rbf import EuclideanRBF
-    from .train import load_trained
-    model, _ = load_trained(args.checkpoint, args.variant)
+    from .train import input_bytes, load_trained
+    model, config = load_trained(args.checkpoint, args.variant, args.deskew)
     rbf = isinstance(list(model)[-1], EuclideanRBF)
     if args.show and not rbf:
         raise UserError(f"--show draws the ten RBF distances, and {args.checkpoint} is a "
-                        f"network without an RBF output (the modern variant); drop --show")
+                        f"network without an RBF output (the {config.variant} variant); "
+                        f"drop --show")
     kind = "RBF distances" if rbf else "scores"
     for n, path in enumerate(args.images):
         images = read_images(path)
         if images.shape[1] == 28:
-            images = pad_bytes(images)
+            images = input_bytes(images, config)
+        elif images.shape[1:] != model.input_shape[1:]:
+            raise UserError(f"{path}: images of {images.shape[1]}x{images.shape[2]}, and the "
+                            f"{config.variant} network reads 28x28 digits (made into "
+                            f"{model.input_shape[1]}x{model.input_shape[2]})")
         scores = model.predict_scores(scale_bytes(images, model.dtype))
         for i, (digit, row) in enumerate(zip(predict_labels(model, scores), scores)):
             name = path if len(images) == 1 else f"{path}[{i}]"
@@ -286,7 +298,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("summary", help="print the layer ledger: shapes, parameters, connections")
-    p.add_argument("--variant", choices=["paper", "modern"], default="paper")
+    p.add_argument("--variant", choices=VARIANTS, default="paper")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("bitmaps", help="show the RBF output layer's 7x12 digit codes")
@@ -307,13 +319,16 @@ def build_parser():
                        help="skip the MNIST checksums (for other MNIST-format data sets)")
 
     p = sub.add_parser("train", help="train LeNet-5 on MNIST (no flags: the paper's recipe)")
-    p.add_argument("--variant", choices=["paper", "modern"], default="paper")
+    p.add_argument("--variant", choices=VARIANTS, default="paper",
+                   help="the network: LeNet-5 (paper), its modern variant, or one of the "
+                        "paper's comparison networks (docs/results.md)")
     p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--batch-size", type=positive_int,
-                   help="default: 1 (paper), 64 (modern)")
+                   help="default: 1 (paper), 64 (the other variants)")
     p.add_argument("--optimizer", choices=["sdlm", "sgd"],
-                   help="default: sdlm (paper), sgd (modern)")
-    p.add_argument("--loss", choices=["map", "mse", "ce"], help="default: map (paper), ce (modern)")
+                   help="default: sdlm (paper), sgd (the other variants)")
+    p.add_argument("--loss", choices=["map", "mse", "ce"],
+                   help="default: map (paper), ce (the other variants)")
     p.add_argument("--j", type=positive_float, default=0.1,
                    help="the MAP criterion's constant j")
     p.add_argument("--lr", type=positive_float, help="SGD learning rate (default 0.01)")
@@ -328,9 +343,30 @@ def build_parser():
                    choices=["none", "paper", "online"],
                    help="affine distortions: 'paper' (60k originals + 540k fixed distorted, "
                         "the default when the flag is given) or 'online' (fresh every pass)")
+    p.add_argument("--distort-strength", type=positive_float, default=0.5,
+                   help="multiply every distortion range (translation +-2 px, scale +-10%%, "
+                        "squeeze +-15%%, shear +-0.3) by this; default 0.5, chosen on a "
+                        "validation split (docs/results.md)")
     p.add_argument("--subsampling", choices=["sum", "average"], default="sum")
+    p.add_argument("--count-bias", action="store_true",
+                   help="count the bias in the fan-in F_i of the initial U(+-2.4/F_i)")
+    p.add_argument("--bias-init", choices=["uniform", "zero"], default="uniform",
+                   help="initial biases: U(+-2.4/F_i) like the weights (default) or zero")
+    p.add_argument("--subsampling-init", choices=["fan-in", "one", "unit"], default="fan-in",
+                   help="S2/S4 coefficient and bias: U(+-2.4/F_i) with F_i = 4 (default) or "
+                        "F_i = 1, or coefficient 1 and bias 0")
+    p.add_argument("--h-reduce", choices=["mean", "sum", "running"], default="mean",
+                   help="SDLM: h_kk as the mean (default), the sum or a running average "
+                        "over the curvature samples")
+    p.add_argument("--curvature-seed", choices=["correct", "map", "all"], default="correct",
+                   help="SDLM: curvature at the RBF input: 2 for the correct-class penalty "
+                        "(default), plus the MAP competitive term's Gauss-Newton part, or 2 "
+                        "for each of the 10 penalties")
     p.add_argument("--bitmaps", help="RBF prototypes as ASCII art (the format of "
                                      "minilenet/resources/digit_bitmaps.txt)")
+    p.add_argument("--deskew", action="store_true",
+                   help="shear every digit upright (by its second moments) before training "
+                        "and testing")
     p.add_argument("--limit", type=positive_int, help="train on the first N images only")
     p.add_argument("--validation", type=nonnegative_int, default=0,
                    help="hold out N random training images and report their error each epoch")
@@ -345,8 +381,10 @@ def build_parser():
 
     p = sub.add_parser("evaluate", help="test error, confusion matrix and per-class errors")
     p.add_argument("checkpoint", help="checkpoint.npz or weights.npz")
-    p.add_argument("--variant", choices=["paper", "modern"], default="paper",
-                   help="for a weights.npz (a checkpoint knows its variant)")
+    p.add_argument("--variant", choices=VARIANTS,
+                   help="for a weights.npz (default paper; a checkpoint knows its variant)")
+    p.add_argument("--deskew", action="store_true",
+                   help="for a weights.npz trained on deskewed digits")
     p.add_argument("--test-limit", type=positive_int, help="test on the first N images only")
     p.add_argument("--figures", help="also write confusion.png and misclassified.png here")
     data_flags(p)
@@ -361,8 +399,10 @@ def build_parser():
     p.add_argument("checkpoint", help="checkpoint.npz or weights.npz")
     p.add_argument("images", nargs="+",
                    help="pictures of one digit each (PNG, JPEG...) or IDX image files")
-    p.add_argument("--variant", choices=["paper", "modern"], default="paper",
-                   help="for a weights.npz (a checkpoint knows its variant)")
+    p.add_argument("--variant", choices=VARIANTS,
+                   help="for a weights.npz (default paper; a checkpoint knows its variant)")
+    p.add_argument("--deskew", action="store_true",
+                   help="for a weights.npz trained on deskewed digits")
     p.add_argument("--show", metavar="FILE",
                    help="draw the first image, the network's 32x32 input made from it and "
                         "the ten RBF distances into FILE (PNG); paper variant")

@@ -2,10 +2,12 @@
 
 The paper trains on one sample at a time: 1.2 million updates for 20 passes.
 Through the layer graph each update costs some thirty Python calls, which take
-longer than the arithmetic. ``train_step`` calls ``numba_jit.paper_train_step``,
-which runs the same kernels (convolution, C3 table convolution, subsampling)
-and the same formulas as the layers, the loss and the optimizer update, from
-one compiled function. Its reference is the layer graph itself: the tests check
+longer than the arithmetic. ``train_step`` calls ``numba_jit.paper_step``,
+which runs the same per-sample kernels (convolution, C3 table convolution,
+subsampling) and the same formulas as the layers, the loss and the optimizer
+update, from one compiled function. It runs its samples one after another:
+batches of ``kernels.PARALLEL_MIN`` or more train faster through the layer
+graph, whose kernels share them out over the cores (``supports``). Its reference is the layer graph itself: the tests check
 that both give the same loss, gradients and weights (1e-12 in float64), and
 check the fused gradients by finite differences.
 """
@@ -102,12 +104,14 @@ def mismatch(model):
     return ""
 
 
-def supports(model, loss_name, optimizer):
-    """True when the fused step computes exactly what the layer graph would:
-    the model is the paper network (``mismatch``), the loss is MSE or MAP and
-    the optimizer is SDLM."""
-    return (loss_name in LOSS_KINDS and type(optimizer) is SDLM and not _replaced(optimizer)
-            and not mismatch(model))
+def supports(model, loss_name, optimizer, batch_size=1):
+    """True when the fused step computes exactly what the layer graph would
+    (the model is the paper network (``mismatch``), the loss is MSE or MAP and
+    the optimizer is SDLM) and is the faster of the two: batches below
+    ``kernels.PARALLEL_MIN`` samples."""
+    from .kernels import PARALLEL_MIN
+    return (batch_size < PARALLEL_MIN and loss_name in LOSS_KINDS and type(optimizer) is SDLM
+            and not _replaced(optimizer) and not mismatch(model))
 
 
 def _require(model):
@@ -123,10 +127,17 @@ def _arrays(model, store):
                  for layer, key in (name.split(".") for name in PARAMS))
 
 
+def _flat(arrays):
+    """1-d views of ``arrays`` (writing to one writes to the array)."""
+    return tuple(a.reshape(-1) for a in arrays)
+
+
 def _static(model):
+    """The connection lists of C1, C3 and C5, the RBF centres, S2's and S4's scales."""
+    from .kernels.numba_jit import _all_pairs
     c3 = model["c3"]
-    return (c3.out_idx, c3.in_idx, model["output"].buffers["centers"],
-            model["s2"].scale, model["s4"].scale)
+    pairs = (*_all_pairs(6, 1), c3.out_idx, c3.in_idx, *_all_pairs(120, 16))
+    return (pairs, model["output"].buffers["centers"], model["s2"].scale, model["s4"].scale)
 
 
 def gradients(model, x, labels, loss_name, j=0.1):
@@ -134,9 +145,9 @@ def gradients(model, x, labels, loss_name, j=0.1):
     from .kernels import numba_jit
     _require(model)
     _check(x, labels, model.dtype)
-    return numba_jit.paper_forward_backward(
-        x, labels, _arrays(model, "params"), _arrays(model, "grads"), *_static(model),
-        LOSS_KINDS[loss_name], j)
+    params, grads = _arrays(model, "params"), _arrays(model, "grads")
+    return numba_jit.paper_step(x, labels, params, grads, _flat(params), _flat(grads),
+                                _flat(grads), *_static(model), LOSS_KINDS[loss_name], j, False)
 
 
 class TrainStep:
@@ -151,12 +162,25 @@ class TrainStep:
     def __init__(self, model, rates, loss_name, j=0.1):
         from .kernels import numba_jit
         _require(model)
-        self._kernel = numba_jit.paper_train_step
+        self._kernel = numba_jit.paper_step
         params, grads = _arrays(model, "params"), _arrays(model, "grads")
-        flat = lambda arrays: tuple(a.reshape(-1) for a in arrays)        # noqa: E731 (views)
-        self._args = (params, grads, flat(params), flat(grads),
-                      flat(np.ascontiguousarray(rates[name]) for name in PARAMS),
-                      *_static(model), LOSS_KINDS[loss_name], j)
+        self._args = (params, grads, _flat(params), _flat(grads),
+                      _flat(np.ascontiguousarray(rates[name]) for name in PARAMS),
+                      *_static(model), LOSS_KINDS[loss_name], j, True)
+
+    def signature(self, x, labels):
+        """The Numba argument types of a call on (x, labels)."""
+        import numba
+        return tuple(numba.typeof(a) for a in (x, labels, *self._args))
+
+    def is_cached(self, x, labels):
+        """True when Numba's on-disk cache holds the step for arguments like these."""
+        from numba.core import caching
+        cache = getattr(self._kernel, "_cache", None)    # absent with NUMBA_DISABLE_JIT=1
+        if not isinstance(cache, caching.Cache):
+            return False
+        key = cache._index_key(self.signature(x, labels), self._kernel.targetctx.codegen())
+        return key in cache._cache_file._load_index()
 
     def __call__(self, x, labels):
         _check(x, labels, self._args[0][0].dtype)
@@ -166,11 +190,50 @@ class TrainStep:
         """Compile (or load from the on-disk cache) the step for arguments like
         these, without running it; returns the seconds it took."""
         import time
-
-        import numba
         start = time.perf_counter()
-        self._kernel.compile(tuple(numba.typeof(a) for a in (x, labels, *self._args)))
+        self._kernel.compile(self.signature(x, labels))
         return time.perf_counter() - start
+
+
+def _example(model):
+    """A step on ``model`` with unit rates and a sample like the trainer's: (step, x, labels)."""
+    rates = {name: np.ones_like(p) for name, p in zip(PARAMS, _arrays(model, "params"))}
+    return (TrainStep(model, rates, "map"), np.zeros((1, 1, 32, 32), model.dtype),
+            np.zeros(1, np.int64))
+
+
+_background = None      # the compiling process this process started, if any
+
+
+def compile_in_background(model):
+    """Start compiling the fused step for ``model``'s dtype in a second process, unless
+    Numba's on-disk cache already holds it; returns that process (``wait()`` for it
+    before the first step, which then loads the step from the cache) or None.
+
+    A cold first ``minilenet train`` spends most of its time compiling: this way the
+    step compiles on one core while the curvature pass compiles the layer kernels on
+    the other. The argument types, not the values, decide what is compiled, so the
+    second process compiles its own model of the same dtype.
+    """
+    global _background
+    if _background is not None and _background.poll() is None:
+        return _background
+    step, x, labels = _example(model)
+    if step.is_cached(x, labels) or _background is not None and _background.returncode:
+        return None                  # compiled already, or the last attempt failed
+    import subprocess
+    import sys
+    code = f"from minilenet import fused; fused._compile({model.dtype.name!r})"
+    _background = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+    return _background
+
+
+def _compile(dtype):
+    """Compile the fused step for ``dtype`` into Numba's cache (the second process)."""
+    from .models import lenet5
+    step, x, labels = _example(lenet5(dtype=np.dtype(dtype)))
+    step.compile(x, labels)
 
 
 def _check(x, labels, dtype):

@@ -15,7 +15,7 @@ from .conv import Conv2D
 from .dense import Dense, Flatten
 from .gradcheck import (CheckResult, check_layer, check_loss, check_model, check_second,
                         numerical_gradient, rel_error, sample_indices)
-from .models import lenet5
+from .models import COMPARISON, Repeat, lenet5
 from .pooling import AvgPool2D, MaxPool2D
 from .rbf import EuclideanRBF
 from .subsampling import Subsampling
@@ -99,6 +99,7 @@ def backend_free_cases():
         ("Sigmoid", lambda: Sigmoid(F64), _normal((3, 5))),
         ("ReLU", lambda: ReLU(F64), _away_from_zero((3, 5))),
         ("Flatten", lambda: Flatten(F64), _normal((2, 3, 2, 2))),
+        ("Repeat 2 (LeNet-4's S2 pairs)", lambda: Repeat(2, F64), _normal((2, 3, 2, 2))),
     ]
 
 
@@ -166,6 +167,8 @@ def run_loss_case(label, loss_fn, make_scores, seed=0):
 #: The paper network's loss is ~84 while its input gradient is ~1e-5 to 1e-4, so
 #: round-off (eps * 84 / h) swamps a 1e-6 step: h = 1e-2 and the fourth-order
 #: stencil. The modern network has ReLU and max-pool kinks: a small central step.
+#: The comparison networks' input gradients are as small (weights U(+-2.4/F_i)
+#: on up to 784 inputs): the same step.
 PAPER_STEP = dict(h=1e-2, order=4)
 TRAINED_LABELS = np.array([3, 5])
 
@@ -186,8 +189,9 @@ def _paper(backend, **kw):
 
 def model_cases():
     """(label, make_model, loss_fn, step, labels or None): the paper network through
-    both criteria (also at trained-like penalties), and the modern network through
-    cross-entropy, on every backend."""
+    both criteria (also at trained-like penalties), and the modern network and the
+    paper's comparison networks (``models.COMPARISON``) through cross-entropy, on
+    every backend."""
     cases = []
     for b in backends():
         map_loss = losses.get("map", j=0.1)
@@ -202,6 +206,9 @@ def model_cases():
                                                             backend=b),
              losses.softmax_cross_entropy, dict(h=1e-6, order=2), None),
         ]
+        cases += [(f"{v} + ce [{b}]", lambda v=v, b=b: lenet5(v, dtype=F64, seed=1, backend=b),
+                   losses.softmax_cross_entropy, PAPER_STEP, None)
+                  for v in COMPARISON]
     return cases
 
 

@@ -67,6 +67,23 @@ def map_loss(penalties, labels, j=0.1):
     return float(loss), grad.astype(penalties.dtype)
 
 
+def map_competitive_curvature(penalties, x, centers, j=0.1):
+    """Gauss-Newton diagonal of the MAP criterion's competitive term w.r.t. the RBF input.
+
+    The term L = log(exp(-j) + sum_k exp(-y_k)) has Hessian diag(q) - q q^T in the
+    penalties y (q as in ``map_loss``), and dy_k/dx_j = 2 (x_j - w_kj); the
+    Gauss-Newton part J^T H J on its diagonal is
+    4 [sum_k q_k d_kj^2 - (sum_k q_k d_kj)^2], d_kj = x_j - w_kj, never negative.
+    (The exact curvature adds -2 sum_k q_k.) penalties (N, K), x (N, D),
+    centers (K, D) -> (N, D).
+    """
+    z = np.concatenate([np.full((len(penalties), 1), -j), -penalties.astype(np.float64)], axis=1)
+    q = np.exp(z[:, 1:] - _logsumexp_rows(z)[:, None])
+    d = x[:, None, :].astype(np.float64) - centers[None]          # (N, K, D)
+    mean_d = np.einsum("nk,nkd->nd", q, d)
+    return 4.0 * (np.einsum("nk,nkd->nd", q, d * d) - mean_d ** 2)
+
+
 def softmax_cross_entropy(logits, labels):
     """Softmax cross-entropy (the modern variant): E = mean_p -log softmax(z)_D.
 

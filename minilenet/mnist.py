@@ -14,6 +14,7 @@ import urllib.request
 
 import numpy as np
 
+from .distort import warp
 from .errors import UserError
 from .fileio import atomic_write
 from .idx import read_idx
@@ -241,6 +242,56 @@ def scale_bytes(images, dtype=np.float32):
 def preprocess(images, dtype=np.float32):
     """The paper's input: uint8 (N, 28, 28) -> (N, 1, 32, 32) in [-0.1, 1.175]."""
     return scale_bytes(pad_bytes(images), dtype)
+
+
+#: LeNet-1's input: the 20x20 box MNIST fits each digit into, down-sampled to 16x16.
+SHRINK = 16 / 20
+
+
+def shrink_bytes(images):
+    """uint8 (N, 28, 28) -> (N, 28, 28), every digit scaled by 16/20 about the
+    centre (bilinear): its 20x20 box becomes 16x16, still centred by mass."""
+    inverse = np.broadcast_to(np.eye(2) / SHRINK, (len(images), 2, 2))
+    return warp(images, inverse, np.zeros((len(images), 2)))
+
+
+def deskew(images):
+    """uint8 (N, H, W) -> (N, H, W), each image sheared horizontally so that its
+    ink's principal axis is vertical (bilinear): with the ink's centre of mass
+    (r0, c0) and second moments, the slant a = cov(r, c) / var(r), and output
+    pixel (r, c) reads input (r, c + a (r - r0)). Blank images stay as they are."""
+    N, H, W = images.shape
+    p = images.astype(np.float64)
+    mass = np.maximum(p.sum(axis=(1, 2)), 1e-12)
+    rows, cols = np.arange(H, dtype=np.float64), np.arange(W, dtype=np.float64)
+    r0 = np.einsum("nhw,h->n", p, rows) / mass
+    c0 = np.einsum("nhw,w->n", p, cols) / mass
+    dr, dc = rows[None, :] - r0[:, None], cols[None, :] - c0[:, None]
+    var_r = np.einsum("nhw,nh->n", p, dr * dr) / mass
+    cov = np.einsum("nhw,nh,nw->n", p, dr, dc) / mass
+    slant = np.where(var_r > 1e-12, cov / np.maximum(var_r, 1e-12), 0.0)
+    inverse = np.zeros((N, 2, 2))
+    inverse[:, 0, 0] = inverse[:, 1, 1] = 1.0
+    inverse[:, 1, 0] = slant
+    shift = np.stack([np.zeros(N), slant * (r0 - (H - 1) / 2)], axis=1)
+    return warp(images, inverse, shift)
+
+
+#: The input layouts of ``models.INPUT_LAYOUTS``.
+LAYOUTS = {"pad": pad_bytes, "raw": lambda images: images, "shrink": shrink_bytes}
+
+
+def input_bytes(images, layout="pad", deskewed=False, chunk=2000):
+    """uint8 (N, 28, 28) MNIST digits -> a network's uint8 input (N, H, W):
+    optionally ``deskew``-ed, then laid out as ``layout`` says ("pad": 32x32,
+    the paper's; "raw": 28x28; "shrink": 28x28 with the digit at 16x16)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"input layout must be one of {tuple(LAYOUTS)}, got {layout!r}")
+    if not deskewed and layout != "shrink":
+        return LAYOUTS[layout](images)
+    out = [LAYOUTS[layout](deskew(block) if deskewed else block)
+           for block in np.array_split(images, max(1, -(-len(images) // chunk)))]
+    return np.concatenate(out) if out else images
 
 
 def split_validation(images, labels, n_val, seed=0):

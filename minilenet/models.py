@@ -1,18 +1,27 @@
-"""LeNet-5 as in the 1998 paper, and the "modern" variant most tutorials use."""
+"""LeNet-5 as in the 1998 paper, the "modern" variant most tutorials use, and
+the paper's Fig. 9 comparison networks (a linear classifier, three fully
+connected nets, LeNet-1 and LeNet-4) built from the same layers."""
 import numpy as np
 
 from .activations import ReLU, ScaledTanh
 from .conv import Conv2D
 from .dense import Dense, Flatten
 from .graph import Sequential
-from .init import HE, FanInUniform
+from .init import HE, PAPER, FanInUniform
+from .layer import Layer
 from .pooling import MaxPool2D
 from .rbf import EuclideanRBF
 from .subsampling import Subsampling
 from .table_conv import C3_TABLE, TableConv2D
 
 INPUT_SHAPE = (1, 32, 32)
-VARIANTS = ("paper", "modern")
+#: The paper's Fig. 9 comparison networks (``comparison_net``).
+COMPARISON = ("linear", "fc300", "fc1000", "fc300-100", "lenet1", "lenet4")
+VARIANTS = ("paper", "modern") + COMPARISON
+#: How each variant's input is made from a 28x28 MNIST digit (``mnist.input_bytes``):
+#: "pad" to 32x32, "raw" 28x28, or "shrink" (the 20x20 digit box down to 16x16, in 28x28).
+INPUT_LAYOUTS = {"paper": "pad", "modern": "pad", "lenet4": "pad", "lenet1": "shrink",
+                 "linear": "raw", "fc300": "raw", "fc1000": "raw", "fc300-100": "raw"}
 
 
 def lenet5(variant="paper", *, seed=0, subsampling="sum", count_bias=False,
@@ -21,11 +30,13 @@ def lenet5(variant="paper", *, seed=0, subsampling="sum", count_bias=False,
 
     Parameters
     ----------
-    variant : {"paper", "modern"}
+    variant : one of VARIANTS
         "paper": C1 - S2 - C3 (Table I) - S4 - C5 - F6 - RBF output, trainable
         subsampling, scaled tanh, weights U(+-2.4/F_i). Train it with the "mse"
         or "map" loss. "modern": ReLU, 2x2 max-pooling, a dense C3, a 10-way
         linear output for softmax cross-entropy ("ce"), He-uniform init.
+        The names of COMPARISON build ``comparison_net(variant, seed=seed,
+        dtype=dtype, backend=backend)`` (the other options do not apply).
     seed : int
         Seeds the initial weights (same seed, same weights, bit for bit).
     subsampling : {"sum", "average"}
@@ -44,6 +55,8 @@ def lenet5(variant="paper", *, seed=0, subsampling="sum", count_bias=False,
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: expected one of {VARIANTS}")
+    if variant in COMPARISON:
+        return comparison_net(variant, seed=seed, dtype=dtype, backend=backend)
     rng = np.random.default_rng(seed)
     kw = dict(rng=rng, dtype=dtype)
     if variant == "modern":
@@ -75,6 +88,124 @@ def lenet5(variant="paper", *, seed=0, subsampling="sum", count_bias=False,
         ("output", EuclideanRBF(centers, dtype=dtype, backend=backend)),
     ]
     return Sequential(layers, INPUT_SHAPE)
+
+
+class Repeat(Layer):
+    """Each input map copied ``repeats`` times, side by side: output map j is
+    input map j // repeats (LeNet-4's C1 maps feeding two S2 maps each).
+    No parameters; the gradient of an input map is the sum over its copies.
+
+    Shape
+    -----
+    x (N, C, H, W) -> y (N, C * repeats, H, W).
+    """
+    input_ndim = 4
+
+    def __init__(self, repeats, dtype=None):
+        super().__init__(dtype)
+        self.repeats = repeats
+
+    def output_shape(self, input_shape):
+        C, H, W = input_shape
+        return (C * self.repeats, H, W)
+
+    def forward(self, x):
+        x = self.check_input(x)
+        y = np.repeat(x, self.repeats, axis=1)
+        self.cache = {"x_shape": x.shape, "y_shape": y.shape}
+        return y
+
+    def backward(self, dy):
+        dy = self.check_upstream(dy)
+        N, C, H, W = self.cache["x_shape"]
+        return dy.reshape(N, C, self.repeats, H, W).sum(axis=2)
+
+    backward_second = backward        # every connection has weight 1: squared, still 1
+
+    def extra_repr(self):
+        return str(self.repeats)
+
+
+def _tables():
+    """(LeNet-1's C3 table (4, 12), LeNet-4's C3 table (8, 16)), bool, rows the
+    S2 maps, columns the C3 maps (minilenet's choices: the paper gives neither)."""
+    lenet1 = np.zeros((4, 12), bool)
+    for s in range(4):
+        lenet1[s, [2 * s, 2 * s + 1]] = True                   # maps 0-7: one S2 map each
+        lenet1[[t for t in range(4) if t != s], 8 + s] = True  # maps 8-11: three S2 maps
+    lenet4 = np.zeros((8, 16), bool)
+    for j in range(8):
+        lenet4[[j, (j + 1) % 8, (j + 2) % 8], j] = True        # maps 0-7: three neighbours
+        lenet4[[j, (j + 3) % 8, (j + 6) % 8], 8 + j] = True    # maps 8-15: three spread out
+    return lenet1, lenet4
+
+
+LENET1_C3_TABLE, LENET4_C3_TABLE = _tables()
+
+
+def comparison_net(variant, *, seed=0, dtype=None, backend=None):
+    """One of the paper's Fig. 9 comparison networks, from minilenet's layers.
+
+    Every hidden unit is the paper's scaled tanh, every weight and bias starts
+    at U(+-2.4/F_i) (F_i the fan-in), and the output is 10 linear units (logits)
+    for softmax cross-entropy ("ce"); the paper gives neither the output nor
+    the criterion of these networks. Inputs (``INPUT_LAYOUTS``):
+
+    - "linear": 28x28 -> 10 (7,850 parameters). "fc300", "fc1000":
+      28x28 -> 300 or 1,000 -> 10. "fc300-100": 28x28 -> 300 -> 100 -> 10.
+    - "lenet1": 28x28 (the digit shrunk to 16x16 in it) -> C1 4@24x24 (5x5)
+      -> S2 4@12x12 -> C3 12@8x8 (5x5, ``LENET1_C3_TABLE``: 8 maps see one S2
+      map, 4 maps see three; 20 kernels) -> S4 12@4x4 -> 10. 2,578 parameters,
+      98,442 connections (paper: about 2,600 and 100,000).
+    - "lenet4": 32x32 -> C1 4@28x28 -> S2 8@14x14 (each C1 map feeds two S2
+      maps, each with its own coefficient and bias: ``Repeat(2)``) -> C3
+      16@10x10 (5x5, ``LENET4_C3_TABLE``: each map sees three S2 maps; 48
+      kernels) -> S4 16@5x5 -> 120 fully connected -> 10. 50,698 parameters,
+      262,306 connections (paper: about 17,000 and 260,000; a 120-unit layer
+      fully connected to 16 maps of 5x5 alone has 48,120 parameters).
+
+    S2/S4 are the paper network's trainable subsampling (sum of 2x2, one
+    coefficient and one bias a map), each followed by a scaled tanh.
+    ``minilenet train --variant X`` trains them as the modern variant: batches
+    of 64, SGD with momentum 0.9 and learning rate 0.01, the constant random
+    order (the paper gives none of this for these networks); ``--deskew``
+    shears every digit upright first (``mnist.deskew``). docs/results.md has
+    the choices and the measured errors.
+
+    Shape
+    -----
+    x (N, 1, 28, 28), or (N, 1, 32, 32) for "lenet4" -> logits (N, 10).
+    """
+    if variant not in COMPARISON:
+        raise ValueError(f"unknown comparison network {variant!r}: expected one of {COMPARISON}")
+    kw = dict(rng=np.random.default_rng(seed), dtype=dtype, init=PAPER)
+    dense = lambda d_in, d_out: Dense(d_in, d_out, backend=backend, **kw)     # noqa: E731
+    tanh = lambda: ScaledTanh(dtype)                                          # noqa: E731
+    if variant == "lenet1":
+        layers = [("c1", Conv2D(1, 4, 5, backend=backend, **kw)), ("c1_act", tanh()),
+                  ("s2", Subsampling(4, backend=backend, **kw)), ("s2_act", tanh()),
+                  ("c3", TableConv2D(LENET1_C3_TABLE, 5, backend=backend, **kw)),
+                  ("c3_act", tanh()),
+                  ("s4", Subsampling(12, backend=backend, **kw)), ("s4_act", tanh()),
+                  ("flatten", Flatten(dtype)), ("output", dense(12 * 4 * 4, 10))]
+        return Sequential(layers, (1, 28, 28))
+    if variant == "lenet4":
+        layers = [("c1", Conv2D(1, 4, 5, backend=backend, **kw)), ("c1_act", tanh()),
+                  ("s2_pairs", Repeat(2, dtype)),
+                  ("s2", Subsampling(8, backend=backend, **kw)), ("s2_act", tanh()),
+                  ("c3", TableConv2D(LENET4_C3_TABLE, 5, backend=backend, **kw)),
+                  ("c3_act", tanh()),
+                  ("s4", Subsampling(16, backend=backend, **kw)), ("s4_act", tanh()),
+                  ("flatten", Flatten(dtype)), ("f5", dense(16 * 5 * 5, 120)),
+                  ("f5_act", tanh()), ("output", dense(120, 10))]
+        return Sequential(layers, INPUT_SHAPE)
+    hidden = {"linear": [], "fc300": [300], "fc1000": [1000], "fc300-100": [300, 100]}[variant]
+    sizes = [28 * 28] + hidden
+    layers = [("flatten", Flatten(dtype))]
+    for i, (d_in, d_out) in enumerate(zip(sizes, sizes[1:]), start=1):
+        layers += [(f"h{i}", dense(d_in, d_out)), (f"h{i}_act", tanh())]
+    layers.append(("output", dense(sizes[-1], 10)))
+    return Sequential(layers, (1, 28, 28))
 
 
 def predict_labels(model, scores):

@@ -81,10 +81,28 @@ class SDLM:
     ----------
     mu : float, safety constant (paper: 0.02)
     eta : float or function of the 0-based epoch (default: the paper's schedule)
+    h_reduce : {"mean", "sum", "running"}
+        How the per-sample curvatures of the estimation samples become h_kk:
+        their mean (default: an average over a small subset), their sum, or a
+        running average h <- (1 - gamma) h + gamma h_p over the samples in
+        turn, carried over from the previous pass (zero before the first).
+    seed : {"correct", "map", "all"}
+        Curvature at the RBF's input (RBF networks only): "correct" (default),
+        2, the correct-class penalty's; "map", that plus the Gauss-Newton part
+        of the MAP criterion's competitive term (``losses.map_competitive_curvature``,
+        with ``j``); "all", 2 for each of the K penalties, 2K.
     """
+    REDUCTIONS = ("mean", "sum", "running")
+    SEEDS = ("correct", "map", "all")
 
-    def __init__(self, mu=0.02, eta=paper_eta):
+    def __init__(self, mu=0.02, eta=paper_eta, h_reduce="mean", seed="correct", j=0.1,
+                 gamma=0.01):
+        if h_reduce not in self.REDUCTIONS:
+            raise ValueError(f"SDLM: h_reduce must be one of {self.REDUCTIONS}, got {h_reduce!r}")
+        if seed not in self.SEEDS:
+            raise ValueError(f"SDLM: seed must be one of {self.SEEDS}, got {seed!r}")
         self.mu, self.eta = mu, eta
+        self.h_reduce, self.seed, self.j, self.gamma = h_reduce, seed, j, gamma
         self.h = {}
         self.epoch = 0
         self._steps = {}
@@ -100,27 +118,46 @@ class SDLM:
         self._steps = self.rates(model)
 
     def estimate_curvature(self, model, x):
-        """h_kk = mean over the samples x of the Gauss-Newton second derivatives (eq. 24).
+        """h_kk from the samples x (N, ...), reduced as ``h_reduce`` says (eq. 24)."""
+        if self.h_reduce == "running":
+            g = self.gamma
+            for i in range(len(x)):
+                h = self.mean_curvature(model, x[i:i + 1])
+                self.h = {name: (1 - g) * self.h.get(name, 0) + g * v for name, v in h.items()}
+        else:
+            h = self.mean_curvature(model, x)
+            self.h = {name: v * len(x) for name, v in h.items()} if self.h_reduce == "sum" else h
+
+    def mean_curvature(self, model, x):
+        """{name: mean over the samples x of the Gauss-Newton second derivatives}.
 
         For the RBF networks the pass starts at the RBF's input, where the
-        correct-class penalty y_D = |x - w_D|^2 has curvature exactly 2 (the
-        MAP criterion's competitive term is left out: the paper does not give
-        its seed, and it is not positive). For a softmax output it starts from
-        p (1 - p), the Gauss-Newton diagonal of cross-entropy.
+        correct-class penalty y_D = |x - w_D|^2 has curvature exactly 2
+        (``seed="correct"``; the paper gives no seed for the MAP criterion's
+        competitive term, whose exact curvature is not positive; see ``seed``
+        for the other readings). For a softmax output it starts from p (1 - p),
+        the Gauss-Newton diagonal of cross-entropy.
         """
         scores = model.forward(x)
         last_name, last = list(model.layers.items())[-1]
         if isinstance(last, EuclideanRBF):
-            model.backward_second(last.input_curvature(len(x)), below=last_name)
+            d2 = last.input_curvature(len(x))
+            if self.seed == "all":
+                d2 *= len(last.buffers["centers"])
+            elif self.seed == "map":
+                d2 += losses.map_competitive_curvature(
+                    scores, last.cache["x"], last.buffers["centers"], self.j).astype(d2.dtype)
+            model.backward_second(d2, below=last_name)
         else:
             model.backward_second(losses.softmax_cross_entropy_curvature(scores)
                                   .astype(scores.dtype))
         n = len(x)
         # BEGIN SOLUTION sdlm.curvature
-        self.h = {name: layer.hess[key] / n for name, layer, key in model.named_parameters()}
+        h = {name: layer.hess[key] / n for name, layer, key in model.named_parameters()}
         # END SOLUTION
         for layer in model:
             layer.cache = None
+        return h
 
     def rates(self, model):
         """Effective per-parameter learning rates eta / (mu + h_kk), by parameter name."""

@@ -159,12 +159,23 @@ def plot_misclassified(images, labels, predicted, path=None, limit=100, scores=N
     """
     labels, predicted = np.asarray(labels), np.asarray(predicted)
     wrong = np.nonzero(labels != predicted)[0][:limit]
-    if scores is None:
+    if scores is None:                 # one mosaic image: 100 axes would take seconds to lay out
         cols = 10
-        fig = _figure(cols * 0.9, max(1, int(np.ceil(len(wrong) / cols))) * 1.05 + 0.4)
-        for ax, i in zip(_grid(fig, len(wrong), cols), wrong):
-            _image(ax, images[i])
-            ax.set_title(f"{labels[i]}\u2192{predicted[i]}", fontsize=8)
+        rows = max(1, int(np.ceil(len(wrong) / cols)))
+        fig = _figure(cols * 0.9, rows * 1.05 + 0.4)
+        ax = fig.add_subplot()
+        tiles = np.asarray(images)[wrong]
+        h, w = tiles.shape[1:] if len(wrong) else (28, 28)
+        gap = h // 2                                  # room for the caption above each digit
+        canvas = np.zeros((rows * (h + gap), cols * (w + 2)), dtype=float)
+        for k, i in enumerate(wrong):
+            r, c = divmod(k, cols)
+            canvas[r * (h + gap) + gap:(r + 1) * (h + gap), c * (w + 2) + 1:c * (w + 2) + 1 + w] \
+                = tiles[k]
+            ax.text(c * (w + 2) + 1 + w / 2, r * (h + gap) + gap - 1,
+                    f"{labels[i]}\u2192{predicted[i]}", ha="center", va="bottom", fontsize=8)
+        _image(ax, canvas)
+        ax.axis("off")
     else:
         pairs = 4                                    # (digit, bars) pairs per row
         rows = max(1, int(np.ceil(len(wrong) / pairs)))

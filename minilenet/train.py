@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import fused, losses, mnist
-from .distort import distort
+from .distort import DistortionRanges, distort
 from .errors import UserError
 from .fileio import atomic_write, load_npz, save_npz
-from .models import VARIANTS, lenet5, predict_labels
+from .init import SUBSAMPLING_INITS, FanInUniform, redraw_subsampling
+from .models import INPUT_LAYOUTS, VARIANTS, lenet5, predict_labels
 from .optimizers import SDLM, SGD, paper_eta, rate_summary
 from .rbf import read_bitmaps
 
@@ -49,20 +50,30 @@ class TrainConfig:
     hessian_samples: int = 500       # SDLM: samples for h_kk before each pass
     order: str = "constant"          # "constant" (paper) | "shuffle" (new order each pass)
     distort: str = "none"            # "none" | "paper" (60k + 540k fixed) | "online"
+    distort_strength: float = 0.5    # times distort.DistortionRanges: chosen on a validation
+                                     # split (docs/results.md)
     limit: int = 0                   # first N training images; 0 = all
     validation: int = 0              # hold out N random training images as a validation set
     test_limit: int = 0              # first N test images; 0 = all
     subsampling: str = "sum"
+    count_bias: bool = False         # the bias counts in the fan-in F_i (paper: unspecified)
+    bias_init: str = "uniform"       # "uniform" (as the weights) | "zero" (paper: unspecified)
+    subsampling_init: str = "fan-in" # S2/S4 coefficient and bias: init.SUBSAMPLING_INITS
+    h_reduce: str = "mean"           # SDLM: h_kk as the "mean", "sum" or "running" average
+    curvature_seed: str = "correct"  # SDLM: curvature at the RBF input, "correct" | "map" | "all"
     bitmaps: str = ""                # RBF prototypes file ("" = the shipped digit bitmaps)
+    deskew: bool = False             # shear every digit upright first (mnist.deskew)
     seed: int = 0
     backend: str = ""                # "" = default backend
     fused: bool = True               # numba + paper network + SDLM: one compiled call a step
 
     def validate(self):
         """Raise UserError (a ValueError) naming the first setting out of range."""
-        choices = {"variant": ("paper", "modern"), "optimizer": ("sdlm", "sgd"),
+        choices = {"variant": VARIANTS, "optimizer": ("sdlm", "sgd"),
                    "loss": ("map", "mse", "ce"), "order": ("constant", "shuffle"),
-                   "distort": ("none", "paper", "online"), "subsampling": ("sum", "average")}
+                   "distort": ("none", "paper", "online"), "subsampling": ("sum", "average"),
+                   "bias_init": ("uniform", "zero"), "subsampling_init": SUBSAMPLING_INITS,
+                   "h_reduce": SDLM.REDUCTIONS, "curvature_seed": SDLM.SEEDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -76,7 +87,7 @@ class TrainConfig:
         for name in ("limit", "validation", "test_limit", "seed", "lr", "weight_decay"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("j", "mu", "eta_scale"):
+        for name in ("j", "mu", "eta_scale", "distort_strength"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.momentum < 1:
@@ -95,12 +106,25 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+def input_bytes(images, config):
+    """uint8 MNIST digits (N, 28, 28) -> the uint8 input (N, H, W) of the
+    network ``config`` describes (padded to 32x32 for LeNet-5; see
+    ``models.INPUT_LAYOUTS``), deskewed first if ``config.deskew``."""
+    return mnist.input_bytes(images, INPUT_LAYOUTS[config.variant], config.deskew)
+
+
+def model_input(images, config, dtype=np.float32):
+    """uint8 MNIST digits (N, 28, 28) -> the network's scaled input (N, 1, H, W)."""
+    return mnist.scale_bytes(input_bytes(images, config), dtype)
+
+
 @dataclass
 class Data:
-    """Training images as padded uint8 (N, 32, 32) (scaled to floats batch by
-    batch, so the float data set is never held twice); test images both as
-    uint8 (N, 28, 28) for figures and preprocessed (N, 1, 32, 32) floats; an
-    optional validation set held out of the training images."""
+    """Training images as the network's uint8 input (N, H, W) (``input_bytes``:
+    padded to 32x32 for LeNet-5; scaled to floats batch by batch, so the float
+    data set is never held twice); test images both as uint8 (N, 28, 28) for
+    figures and as the network's scaled input (N, 1, H, W); an optional
+    validation set held out of the training images."""
     train_images: np.ndarray
     train_labels: np.ndarray
     test_x: np.ndarray
@@ -123,16 +147,18 @@ class Data:
         if config.validation:
             train_images, train_labels, val_images, val_labels = mnist.split_validation(
                 train_images, train_labels, config.validation, seed=config.seed)
-            val_x, val_labels = mnist.preprocess(val_images, dtype), val_labels.astype(np.int64)
-        return cls(mnist.pad_bytes(train_images), train_labels.astype(np.int64),
-                   mnist.preprocess(test_images, dtype), test_labels.astype(np.int64),
+            val_x = model_input(val_images, config, dtype)
+            val_labels = val_labels.astype(np.int64)
+        return cls(input_bytes(train_images, config), train_labels.astype(np.int64),
+                   model_input(test_images, config, dtype), test_labels.astype(np.int64),
                    test_images, val_x, val_labels)
 
 
 def make_optimizer(config):
     if config.optimizer == "sdlm":
         scale = config.eta_scale
-        return SDLM(mu=config.mu, eta=lambda epoch: scale * paper_eta(epoch))
+        return SDLM(mu=config.mu, eta=lambda epoch: scale * paper_eta(epoch),
+                    h_reduce=config.h_reduce, seed=config.curvature_seed, j=config.j)
     lr = config.lr or 0.01
     return SGD(lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
@@ -142,8 +168,14 @@ def build_model(config, bitmaps_from_file=True):
     centers = None
     if config.bitmaps and bitmaps_from_file:
         centers = read_bitmaps(config.bitmaps, classes=10)
-    return lenet5(config.variant, seed=config.seed, subsampling=config.subsampling,
-                  centers=centers, backend=config.backend or None)
+    model = lenet5(config.variant, seed=config.seed, subsampling=config.subsampling,
+                   count_bias=config.count_bias, bias_init=config.bias_init,
+                   centers=centers, backend=config.backend or None)
+    if config.subsampling_init != "fan-in":
+        redraw_subsampling(model, config.subsampling_init,
+                           FanInUniform(count_bias=config.count_bias, bias=config.bias_init),
+                           np.random.default_rng([config.seed, 3]))
+    return model
 
 
 def evaluate(model, x, labels, batch_size=1000):
@@ -184,7 +216,9 @@ class Trainer:
         # The paper's "constant random order": one permutation, drawn from the seed.
         self.order = np.random.default_rng([config.seed, 1]).permutation(n)
         self.pool = self._paper_pool() if config.distort == "paper" else None
-        self.use_fused = config.fused and fused.supports(self.model, config.loss, self.optimizer)
+        self.use_fused = config.fused and fused.supports(self.model, config.loss, self.optimizer,
+                                                         config.batch_size)
+        self._compiling = fused.compile_in_background(self.model) if self.use_fused else None
         reason = fused.mismatch(self.model) if config.variant == "paper" else ""
         if config.fused and reason:
             self.log(f"training through the layer graph: the fused step computes the paper "
@@ -196,7 +230,8 @@ class Trainer:
         (60,000 + 540,000 for full MNIST), in one constant random order."""
         images = self.data.train_images
         rng = np.random.default_rng([self.config.seed, 2])
-        copies = [images] + [distort(images, rng) for _ in range(9)]
+        ranges = DistortionRanges().scaled(self.config.distort_strength)
+        copies = [images] + [distort(images, rng, ranges) for _ in range(9)]
         pool = np.concatenate(copies)
         return pool, np.tile(self.data.train_labels, 10), rng.permutation(len(pool))
 
@@ -224,7 +259,8 @@ class Trainer:
             block = images[idx]
             if self.config.distort == "online":
                 keep = self.rng.random(len(idx)) < 0.1   # a tenth stay original, as in the paper
-                block = np.where(keep[:, None, None], block, distort(block, self.rng))
+                block = np.where(keep[:, None, None], block, distort(
+                    block, self.rng, DistortionRanges().scaled(self.config.distort_strength)))
             yield block, labels[idx]
 
     # ---------------------------------------------------- checkpoints
@@ -280,6 +316,13 @@ class Trainer:
                 self.on_epoch(self, record)
         return self.history
 
+    def curvature_samples(self, images, order):
+        """The pass's SDLM curvature samples, (hessian_samples, 1, 32, 32) scaled:
+        drawn without replacement from the pass's ``order`` (draws from self.rng)."""
+        pick = self.rng.choice(len(order), size=min(self.config.hessian_samples, len(order)),
+                               replace=False)
+        return mnist.scale_bytes(images[order[pick]], self.model.dtype)
+
     def train_epoch(self):
         if self.progress:             # a notebook widget where there is one, else text
             from tqdm.auto import tqdm
@@ -287,18 +330,20 @@ class Trainer:
             from tqdm import tqdm
         config, model, epoch = self.config, self.model, self.epoch
         images, labels, order = self.epoch_plan(epoch)
-        curvature_x = None
-        if isinstance(self.optimizer, SDLM):
-            pick = self.rng.choice(len(order), size=min(config.hessian_samples, len(order)),
-                                   replace=False)
-            curvature_x = mnist.scale_bytes(images[order[pick]], model.dtype)
+        curvature_x = (self.curvature_samples(images, order)
+                       if isinstance(self.optimizer, SDLM) else None)
         self.optimizer.start_epoch(epoch, model, curvature_x)
         fused_step = (fused.TrainStep(model, self.optimizer.rates(model), config.loss, config.j)
                       if self.use_fused else None)
         bs, n = config.batch_size, len(order)
         if fused_step:                    # compile before the clock starts (cached later on)
+            start = time.perf_counter()
+            if self._compiling is not None:   # a second process is compiling it: wait, then load
+                self._compiling.wait()
+                self._compiling = None
             first = mnist.scale_bytes(images[order[:bs]], model.dtype)
-            seconds = fused_step.compile(first, labels[order[:bs]])
+            fused_step.compile(first, labels[order[:bs]])
+            seconds = time.perf_counter() - start
             if seconds > 2:
                 self.log(f"compiled the fused Numba step in {seconds:.0f} s "
                          f"(once: the machine code is cached on disk)")
@@ -360,26 +405,44 @@ def load_weights(model, weights, path):
     what was expected (and the variant, when they are another variant's)."""
     expected = set(model.state_dict())
     if set(weights) != expected:
-        others = [v for v in VARIANTS if set(lenet5(v).state_dict()) == set(weights)]
-        hint = (f"these are the {others[0]} variant's weights: pass --variant {others[0]}"
-                if others else "it was saved from another network")
         missing, extra = sorted(expected - set(weights)), sorted(set(weights) - expected)
-        raise UserError(f"{path}: the arrays do not match the network ({hint}; missing "
-                        f"{', '.join(missing) or 'none'}; unexpected {', '.join(extra) or 'none'})")
+        raise UserError(f"{path}: the arrays do not match the network ({_variant_hint(weights)}"
+                        f"; missing {', '.join(missing) or 'none'}; unexpected "
+                        f"{', '.join(extra) or 'none'})")
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    if any(np.shape(weights[k]) != shape for k, shape in shapes.items()):
+        wrong = next(k for k, shape in shapes.items() if np.shape(weights[k]) != shape)
+        raise UserError(f"{path}: {wrong} has shape {np.shape(weights[wrong])}, the network "
+                        f"expects {shapes[wrong]} ({_variant_hint(weights)})")
     try:
         model.load_state_dict(weights)
     except (KeyError, ValueError) as e:
         raise UserError(f"{path}: {e.args[0]}") from e
 
 
-def load_trained(path, variant="paper"):
-    """(model, config) from a checkpoint.npz, or from a weights.npz of ``variant``."""
+def _variant_hint(weights):
+    """Which variant's arrays (names and shapes) ``weights`` are, as advice."""
+    shapes = {k: np.shape(v) for k, v in weights.items()}
+    others = [v for v in VARIANTS
+              if {k: a.shape for k, a in lenet5(v).state_dict().items()} == shapes]
+    return (f"these are the {others[0]} variant's weights: pass --variant {others[0]}"
+            if others else "it was saved from another network")
+
+
+def load_trained(path, variant=None, deskew=False):
+    """(model, config) from a checkpoint.npz (which knows its variant: a
+    ``variant`` that differs is refused), or from a weights.npz of ``variant``
+    (default "paper"; ``deskew``: its training digits were deskewed)."""
     state = load_npz(path)
     if "config" in state:
         _, config, weights = read_checkpoint(path, state)
+        if variant is not None and variant != config.variant:
+            raise UserError(f"{path}: this checkpoint is the {config.variant} variant, not "
+                            f"{variant}: drop --variant or pass --variant {config.variant}")
     else:
-        config, weights = TrainConfig(variant=variant,
-                                      loss="ce" if variant == "modern" else "map"), state
+        variant = variant or "paper"
+        config, weights = TrainConfig(variant=variant, deskew=deskew,
+                                      loss="map" if variant == "paper" else "ce"), state
     model = build_model(config, bitmaps_from_file=False)  # the prototypes come from the file
     load_weights(model, weights, path)
     return model, config

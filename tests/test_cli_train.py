@@ -17,14 +17,6 @@ from minilenet.idx import write_idx
 from test_train import _arrays
 
 
-@pytest.fixture
-def data_dir(tmp_path):
-    folder = tmp_path / "data"
-    for key, array in _arrays(n_train=200, n_test=60).items():
-        write_idx(folder / (mnist.FILES[key] + ".gz"), array)
-    return folder
-
-
 def _train_args(data_dir, out, *extra):
     """Train flags; --epochs 2 unless ``extra`` sets it (argparse keeps the last)."""
     return ["train", "--data", str(data_dir), "--no-verify", "--out", str(out), "--quiet",

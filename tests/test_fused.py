@@ -258,3 +258,24 @@ def test_train_step_compiles_without_running(rng):
         assert v.tobytes() == before[k].tobytes()
     step(x, y)
     assert not np.array_equal(model["f6"].params["weight"], before["f6.weight"])
+
+
+@pytest.mark.slow
+def test_a_cold_cache_compiles_the_step_in_a_second_process(tmp_path):
+    """The trainer starts the compilation early in another process; afterwards the
+    step is in the on-disk cache, and no second process is started."""
+    import subprocess
+    import sys
+    code = """
+from minilenet import fused, lenet5
+model = lenet5()
+step, x, labels = fused._example(model)
+assert not step.is_cached(x, labels)
+process = fused.compile_in_background(model)
+assert fused.compile_in_background(model) is process      # one at a time
+assert process.wait() == 0
+assert step.is_cached(x, labels)
+assert fused.compile_in_background(model) is None
+"""
+    env = dict(__import__("os").environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)

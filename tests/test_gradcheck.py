@@ -117,22 +117,23 @@ def _recompiled_fused_step(monkeypatch, **kernels):
     for name, kernel in kernels.items():
         monkeypatch.setattr(numba_jit, name, kernel)
     options = {k: v for k, v in numba_jit.OPTIONS.items() if k != "cache"}
-    monkeypatch.setattr(numba_jit, "paper_forward_backward",
-                        njit(**options)(numba_jit.paper_forward_backward.py_func))
+    monkeypatch.setattr(numba_jit, "paper_step", njit(**options)(numba_jit.paper_step.py_func))
 
 
 @pytest.mark.slow
 def test_gradcheck_catches_a_slip_in_the_fused_c1_gradient(monkeypatch, capsys):
     from numba import njit
     from minilenet.kernels import numba_jit
-    table_backward = numba_jit._table_backward
+    block = numba_jit._table_backward_block
 
     @njit
-    def c1_slip(x, w, dy, out_idx, in_idx, need_dx=True):      # C1's gradient missing S
-        dx, dw, db = table_backward(x, w, dy, out_idx, in_idx, need_dx)
-        return dx, dw * (2.0 / 3.0), db
+    def c1_slip(x, w, dy, out_idx, in_idx, dx, dw, db):      # C1's gradient missing S
+        block(x, w, dy, out_idx, in_idx, dx, dw, db)
+        if x.shape[1] == 1:                                   # C1: one input map
+            for k in range(dw.shape[0]):
+                dw[k] *= 2.0 / 3.0
 
-    _recompiled_fused_step(monkeypatch, _table_backward=c1_slip)
+    _recompiled_fused_step(monkeypatch, _table_backward_block=c1_slip)
     failed = _failures(capsys, ["gradcheck"])
     assert failed and all(label.startswith("fused step") for label in failed)
 

@@ -138,16 +138,44 @@ def test_subsample_matches_loop_oracle(backend, rng, scale):
                                naive.subsample(x, coef, bias, scale), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("given,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_openmp_threads_sleep_when_done_unless_told_otherwise(given, expected):
-    """A spinning OpenMP thread stole the core of the next call (docs/performance.md)."""
-    import os
-    import subprocess
-    import sys
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given:
-        env["OMP_WAIT_POLICY"] = given
-    code = "import os, minilenet.kernels.numba_jit; print(os.environ['OMP_WAIT_POLICY'])"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == expected
+@pytest.mark.parametrize("n,parts", [(4, 1), (8, 2), (16, 2), (37, 2)])
+def test_batches_of_eight_or_more_use_every_thread(monkeypatch, rng, n, parts):
+    """Forward kernels split samples, backward kernels blocks of 8 samples: both across
+    all threads once the batch holds PARALLEL_MIN samples, never below."""
+    seen = []
+    spans = numba_jit._spans
+    monkeypatch.setattr(numba_jit, "_spans", lambda k, p: seen.append(p) or spans(k, p))
+    x, w = rng.standard_normal((n, 20)), rng.standard_normal((20, 3))
+    before = numba_jit.get_threads()
+    try:
+        numba_jit.set_threads(2)
+        y = numba_jit.dense_forward(x, w, np.zeros(3))
+        numba_jit.dense_backward(x, w, y)
+    finally:
+        numba_jit.set_threads(before)
+    assert seen == [parts, parts]
+
+
+def test_batch_kernels_give_the_same_bits_on_any_number_of_threads(rng):
+    """Threads take whole samples and fixed blocks of samples: the results depend on
+    the batch size only."""
+    from minilenet.table_conv import C3_TABLE
+    out_idx, in_idx = (a.astype(np.int64) for a in np.nonzero(C3_TABLE.T))
+    x = rng.standard_normal((37, 6, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((len(out_idx), 5, 5)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    dy = rng.standard_normal((37, 16, 10, 10)).astype(np.float32)
+    results = {}
+    before = numba_jit.get_threads()
+    try:
+        for threads in (1, 2, 3):
+            numba_jit.set_threads(threads)
+            results[threads] = (numba_jit.table_conv2d_forward(x, w, b, out_idx, in_idx),
+                                *numba_jit.table_conv2d_backward(x, w, dy, out_idx, in_idx))
+    finally:
+        numba_jit.set_threads(before)
+    for threads in (2, 3):
+        for got, expected in zip(results[threads], results[1]):
+            assert got.tobytes() == expected.tobytes()
+    with pytest.raises(ValueError, match="at least 1"):
+        numba_jit.set_threads(0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minilenet import train as train_mod
-from minilenet.distort import distort, random_affine, warp
+from minilenet.distort import DistortionRanges, distort, random_affine, warp
 from minilenet.fileio import load_npz
 from minilenet.train import Data, TrainConfig, Trainer, TrainingDiverged, load_trained
 
@@ -152,6 +152,23 @@ def test_distortions_are_seeded_and_keep_digits_in_frame():
     assert not np.array_equal(a, images)
     ink = a.astype(float).sum(axis=(1, 2)) / images.astype(float).sum(axis=(1, 2))
     assert (ink > 0.6).all() and (ink < 1.5).all()            # scaled, not lost or blown up
+
+
+def test_distortion_strength_scales_every_range(tmp_path):
+    base = DistortionRanges()
+    half = base.scaled(0.5)
+    assert (half.translate, half.scale, half.squeeze, half.shear) == (1.0, 0.05, 0.075, 0.15)
+    assert base.scaled(1.0) == base
+    inverse, shift = random_affine(1000, np.random.default_rng(0), half)
+    assert 0.9 < np.abs(shift).max() <= 1.0
+    images = np.zeros((50, 32, 32), np.uint8)
+    images[:, 10:22, 13:19] = 255
+    change = {s: np.abs(distort(images, np.random.default_rng(3), base.scaled(s)).astype(int)
+                        - images).mean() for s in (0.25, 1.0)}
+    assert change[0.25] < 0.5 * change[1.0]
+    with pytest.raises(ValueError, match="distort_strength must be positive"):
+        TrainConfig(distort_strength=0).validate()
+    assert TrainConfig().distort_strength == 0.5           # chosen on a validation split
 
 
 def test_identity_warp_is_exact():

@@ -17,6 +17,10 @@ KERNEL_NAMES = (
     "dense_forward", "dense_backward", "rbf_forward", "rbf_backward",
 )
 
+#: Batches at least this large are split across threads by the Numba kernels;
+#: smaller ones (the recipe's single samples) never start a thread.
+PARALLEL_MIN = 8
+
 _MODULES = {"numpy": "numpy_ref", "numba": "numba_jit"}
 
 

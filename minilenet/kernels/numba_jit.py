@@ -1,7 +1,7 @@
 """Numba twins of ``numpy_ref``: same names, same signatures, same results.
 
 The end of the file adds one Numba-only kernel, the paper network's whole
-training step (``paper_train_step``), whose reference is the layer graph
+training step (``paper_step``), whose reference is the layer graph
 (see ``minilenet.fused``). It lives here, beside the kernels it calls,
 because Numba's on-disk cache is invalidated per source file: a kernel edit
 must also recompile the step that inlines it.
@@ -11,47 +11,82 @@ Reductions may be reassociated by the compiler (so they vectorise): results
 then match NumPy to rounding (1e-12 relative in float64), and every run of
 the same code gives the same bits.
 
-The convolutions run on several cores for batches of ``PARALLEL_MIN`` samples
-or more, without giving up determinism: each thread takes whole samples; the
-weight gradient is summed into one partial buffer per fixed block of
-``BLOCK`` samples (never by two threads into one array), and the partials
-are added up in block order. The result depends on the batch size only,
-not on the number of threads or their timing.
+The batch kernels run on several cores for batches of ``PARALLEL_MIN`` samples
+or more, without giving up determinism: the compiled loops release the GIL
+(``nogil``), and ``_in_threads`` hands each thread whole samples; the weight
+gradient is summed into one partial buffer per fixed block of ``BLOCK``
+samples (never by two threads into one array), and the partials are added up
+in block order. The result depends on the batch size only, not on the number
+of threads or their timing. The threads are plain Python threads (a
+``ThreadPoolExecutor``), not Numba's ``parallel=True``: its OpenMP pool
+compiled slowly (seconds per kernel on a first run) and spun idle threads
+that stole the core the next call needed.
 
 Set ``NUMBA_DISABLE_JIT=1`` to run these bodies as plain Python (slow, but
 steppable in a debugger).
 """
-import os
+import functools
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
-
-#: OpenMP's default wait policy keeps a finished thread spinning for a while;
-#: on a 2-core machine that spin steals the core the next Python call needs,
-#: and every parallel kernel then waits a scheduler slice (about 7 ms): batch-64
-#: training ran at 800 images/s instead of 6,000 (docs/performance.md). Threads
-#: that sleep at once are the better trade here. Set before Numba starts its
-#: OpenMP threads; an explicit OMP_WAIT_POLICY wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from numba import njit, prange  # noqa: E402
+from numba import njit
 
 from ..activations import A, S
+from . import PARALLEL_MIN
 
 #: The one place the compiler options are chosen. ``cache=True`` stores the
 #: machine code on disk (``NUMBA_CACHE_DIR`` to move it), so a new process
 #: skips compilation. Of the fast-math flags only reassociation and fused
 #: multiply-add are allowed: NaN and infinity keep their IEEE meaning, so the
-#: trainer's NaN guard still sees them.
+#: trainer's NaN guard still sees them. ``nogil`` lets threads run kernels at once.
 OPTIONS = dict(cache=True, fastmath={"reassoc", "contract"}, nogil=True)
 jit = njit(**OPTIONS)
-#: For the batch drivers. They hold no whole-array expressions (which Numba
-#: would turn into parallel loops even for one sample): only explicit prange.
-parallel_jit = njit(parallel=True, **OPTIONS)
 
-#: Batches at least this large are split across threads.
-PARALLEL_MIN = 8
 #: Samples per weight-gradient partial sum (fixed, so results do not depend on threads).
 BLOCK = 8
+
+_threads = numba.config.NUMBA_NUM_THREADS     # NUMBA_NUM_THREADS, default: the cores
+_pool = None
+
+
+def set_threads(n):
+    """Use ``n`` threads (at least 1) for batches from now on (default: the cores)."""
+    global _threads, _pool
+    if n < 1:
+        raise ValueError(f"threads must be at least 1, got {n}")
+    _threads, _pool = int(n), None
+
+
+def get_threads():
+    """The number of threads batches use."""
+    return _threads
+
+
+def _spans(n, parts):
+    """range(n) cut into at most ``parts`` contiguous (lo, hi) spans of near-equal size."""
+    parts = max(1, min(parts, n))
+    return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
+
+
+def _in_threads(kernel, n, args, batch):
+    """kernel(*args(lo, hi)) for spans (lo, hi) of range(n) (samples, or blocks of them),
+    one span per thread: the first here, the others in the pool. A ``batch`` of fewer
+    than ``PARALLEL_MIN`` samples runs here, as one span."""
+    global _pool
+    spans = _spans(n, _threads if batch >= PARALLEL_MIN else 1)
+    if len(spans) > 1 and _pool is None:
+        _pool = ThreadPoolExecutor(_threads - 1, thread_name_prefix="minilenet")
+    others = [_pool.submit(kernel, *args(lo, hi)) for lo, hi in spans[1:]]
+    kernel(*args(*spans[0]))
+    for job in others:
+        job.result()
+
+
+def _blocks(N):
+    """(blocks, samples per block) for a batch of N: one block below PARALLEL_MIN."""
+    blocks = (N + BLOCK - 1) // BLOCK if N >= PARALLEL_MIN else 1
+    return blocks, (N + blocks - 1) // blocks
 
 
 @jit
@@ -90,6 +125,15 @@ def col2im(cols, x_shape, stride=1):
 
 
 @jit
+def _copy(dst, src):
+    """dst[...] = src for C-contiguous arrays of one size, as a loop (Numba's
+    array assignment brings shape checks whose messages take seconds to compile)."""
+    d, s = dst.reshape(-1), src.reshape(-1)
+    for i in range(d.size):
+        d[i] = s[i]
+
+
+@jit
 def _table_forward_one(x, w, b, out_idx, in_idx, y):
     """One sample: x (C, H, W) -> y (F, OH, OW), written in place."""
     C, H, W = x.shape
@@ -121,10 +165,12 @@ def _table_forward_one(x, w, b, out_idx, in_idx, y):
 
 
 @jit
-def _table_backward_block(x, w, dy, out_idx, in_idx, need_dx, dx, dw, db):
-    """Samples x (n, C, H, W): dx (written per sample, if need_dx) and the block's
-    weight and bias gradient sums, written into dw (K, KH, KW) and db (F,)."""
+def _table_backward_block(x, w, dy, out_idx, in_idx, dx, dw, db):
+    """Samples x (n, C, H, W): dx (n, C, H, W) written per sample, and the block's
+    weight and bias gradient sums written into dw (K, KH, KW) and db (F,). Pass a dx
+    with no samples, (0, C, H, W), when the input gradient is not needed (C1)."""
     N, C, H, W = x.shape
+    need_dx = dx.shape[0] > 0
     K, KH, KW = w.shape
     F = dy.shape[1]
     T, P = KH * KW, dy.shape[2] * dy.shape[3]
@@ -167,22 +213,25 @@ def _table_backward_block(x, w, dy, out_idx, in_idx, need_dx, dx, dw, db):
                     wv = wf[k, t]
                     for s in range(P):
                         dcols[c, t, s] += wv * dyf[f, s]
-            dx[n] = col2im(dcols.reshape(1, C, KH, KW, H - KH + 1, W - KW + 1),
-                           (1, C, H, W), 1)[0]
+            _copy(dx[n], col2im(dcols.reshape(1, C, KH, KW, H - KH + 1, W - KW + 1),
+                                (1, C, H, W), 1))
     # END SOLUTION
 
 
-@parallel_jit
-def _table_forward(x, w, b, out_idx, in_idx):
+@jit
+def _table_forward_samples(x, w, b, out_idx, in_idx, y):
+    """Samples x (n, C, H, W) one after another into y (n, F, OH, OW)."""
+    for n in range(x.shape[0]):
+        _table_forward_one(x[n], w, b, out_idx, in_idx, y[n])
+
+
+def table_conv2d_forward(x, w, b, out_idx, in_idx):
+    """Numba version of ``numpy_ref.table_conv2d_forward``: loops over connections only."""
     N, C, H, W = x.shape
     K, KH, KW = w.shape
     y = np.empty((N, b.shape[0], H - KH + 1, W - KW + 1), dtype=x.dtype)
-    if N >= PARALLEL_MIN:
-        for n in prange(N):                          # each thread writes its own samples
-            _table_forward_one(x[n], w, b, out_idx, in_idx, y[n])
-    else:
-        for n in range(N):
-            _table_forward_one(x[n], w, b, out_idx, in_idx, y[n])
+    _in_threads(_table_forward_samples, N,
+                lambda lo, hi: (x[lo:hi], w, b, out_idx, in_idx, y[lo:hi]), N)
     return y
 
 
@@ -199,85 +248,54 @@ def _sum_blocks(parts):
 
 
 @jit
-def _blocks(N):
-    """(blocks, samples per block) for a batch of N: one block below PARALLEL_MIN."""
-    blocks = (N + BLOCK - 1) // BLOCK if N >= PARALLEL_MIN else 1
-    return blocks, (N + blocks - 1) // blocks
+def _table_backward_blocks(x, w, dy, out_idx, in_idx, size, dx, dw_parts, db_parts, first, last):
+    """Blocks first..last-1 of ``size`` samples: their dx, and each block's partial
+    weight and bias gradients in dw_parts[block], db_parts[block]."""
+    for blk in range(first, last):
+        lo, hi = blk * size, min(x.shape[0], (blk + 1) * size)
+        _table_backward_block(x[lo:hi], w, dy[lo:hi], out_idx, in_idx,
+                              dx[lo:hi], dw_parts[blk], db_parts[blk])
 
 
-@parallel_jit
-def _table_backward(x, w, dy, out_idx, in_idx, need_dx=True):
-    """dx (N, C, H, W; left unwritten when need_dx is False), dw (K, KH, KW), db (F,)."""
-    N = x.shape[0]
-    F = dy.shape[1]
+def table_conv2d_backward(x, w, dy, out_idx, in_idx):
+    """Numba version of ``numpy_ref.table_conv2d_backward``."""
+    blocks, size = _blocks(x.shape[0])
     dx = np.empty_like(x)
-    blocks, size = _blocks(N)
     dw_parts = np.empty((blocks,) + w.shape, dtype=x.dtype)
-    db_parts = np.empty((blocks, F), dtype=x.dtype)
-    if blocks > 1:
-        for blk in prange(blocks):                   # each block owns its partial sums
-            lo, hi = blk * size, min(N, (blk + 1) * size)
-            _table_backward_block(x[lo:hi], w, dy[lo:hi], out_idx, in_idx, need_dx,
-                                  dx[lo:hi], dw_parts[blk], db_parts[blk])
-    else:
-        _table_backward_block(x, w, dy, out_idx, in_idx, need_dx, dx, dw_parts[0], db_parts[0])
+    db_parts = np.empty((blocks, dy.shape[1]), dtype=x.dtype)
+    _in_threads(_table_backward_blocks, blocks, lambda first, last: (
+        x, w, dy, out_idx, in_idx, size, dx, dw_parts, db_parts, first, last), x.shape[0])
     return dx, _sum_blocks(dw_parts), _sum_blocks(db_parts)
 
 
-@jit
+@functools.lru_cache
 def _all_pairs(F, C):
-    out_idx = np.empty(F * C, dtype=np.int64)
-    in_idx = np.empty(F * C, dtype=np.int64)
-    for f in range(F):
-        for c in range(C):
-            out_idx[f * C + c] = f
-            in_idx[f * C + c] = c
-    return out_idx, in_idx
+    """Connection lists (out_idx, in_idx) of a full convolution: every (output map,
+    input map) pair, in the order of ``w.reshape(F * C, KH, KW)``. Shared: read only."""
+    return np.repeat(np.arange(F), C), np.tile(np.arange(C), F)
 
 
-@jit
-def _covers_input(x, w):
-    """True for a batch (not the fused step's single samples) whose kernel covers the
-    whole input (C5): the convolution is then a dense layer, computed as one."""
-    return x.shape[0] >= PARALLEL_MIN and x.shape[2] == w.shape[2] and x.shape[3] == w.shape[3]
-
-
-@jit
 def conv2d_forward(x, w, b):
-    """Numba version of ``numpy_ref.conv2d_forward`` (a table conv with every pair connected)."""
+    """Numba version of ``numpy_ref.conv2d_forward``: a table convolution with every
+    pair connected, or, for a batch whose kernel covers the input (C5), a dense layer."""
     F, C, KH, KW = w.shape
     N = x.shape[0]
-    if _covers_input(x, w):
+    if N >= PARALLEL_MIN and x.shape[2:] == w.shape[2:]:
         w2 = np.ascontiguousarray(w.reshape(F, C * KH * KW).T)
         return dense_forward(x.reshape(N, C * KH * KW), w2, b).reshape(N, F, 1, 1)
-    out_idx, in_idx = _all_pairs(F, C)
-    return _table_forward(x, w.reshape(F * C, KH, KW), b, out_idx, in_idx)
+    return table_conv2d_forward(x, w.reshape(F * C, KH, KW), b, *_all_pairs(F, C))
 
 
-@jit
 def conv2d_backward(x, w, dy):
     """Numba version of ``numpy_ref.conv2d_backward``."""
     F, C, KH, KW = w.shape
     N = x.shape[0]
-    if _covers_input(x, w):
+    if N >= PARALLEL_MIN and x.shape[2:] == w.shape[2:]:
         w2 = np.ascontiguousarray(w.reshape(F, C * KH * KW).T)
         dx, dw2, db = dense_backward(x.reshape(N, C * KH * KW), w2, dy.reshape(N, F))
         return dx.reshape(x.shape), np.ascontiguousarray(dw2.T).reshape(w.shape), db
-    out_idx, in_idx = _all_pairs(F, C)
-    dx, dw, db = _table_backward(x, w.reshape(F * C, KH, KW), dy, out_idx, in_idx)
-    return dx, dw.reshape(F, C, KH, KW), db
-
-
-@jit
-def table_conv2d_forward(x, w, b, out_idx, in_idx):
-    """Numba version of ``numpy_ref.table_conv2d_forward``: loops over connections only."""
-    return _table_forward(x, w, b, out_idx, in_idx)
-
-
-@jit
-def table_conv2d_backward(x, w, dy, out_idx, in_idx):
-    """Numba version of ``numpy_ref.table_conv2d_backward``."""
-    return _table_backward(x, w, dy, out_idx, in_idx)
+    dx, dw, db = table_conv2d_backward(x, w.reshape(F * C, KH, KW), dy, *_all_pairs(F, C))
+    return dx, dw.reshape(w.shape), db
 
 
 @jit
@@ -341,17 +359,17 @@ def _dense_forward_one(x, w, b, y):
     # END SOLUTION
 
 
-@parallel_jit
+@jit
+def _dense_forward_samples(x, w, b, y):
+    for n in range(x.shape[0]):
+        _dense_forward_one(x[n], w, b, y[n])
+
+
 def dense_forward(x, w, b):
     """Numba version of ``numpy_ref.dense_forward``."""
-    N = x.shape[0]
-    y = np.empty((N, w.shape[1]), dtype=x.dtype)
-    if N >= PARALLEL_MIN:
-        for n in prange(N):
-            _dense_forward_one(x[n], w, b, y[n])
-    else:
-        for n in range(N):
-            _dense_forward_one(x[n], w, b, y[n])
+    y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
+    _in_threads(_dense_forward_samples, x.shape[0], lambda lo, hi: (x[lo:hi], w, b, y[lo:hi]),
+                x.shape[0])
     return y
 
 
@@ -375,21 +393,21 @@ def _dense_backward_block(x, w, dy, dx, dw, db):
     # END SOLUTION
 
 
-@parallel_jit
+@jit
+def _dense_backward_blocks(x, w, dy, size, dx, dw_parts, db_parts, first, last):
+    for blk in range(first, last):
+        lo, hi = blk * size, min(x.shape[0], (blk + 1) * size)
+        _dense_backward_block(x[lo:hi], w, dy[lo:hi], dx[lo:hi], dw_parts[blk], db_parts[blk])
+
+
 def dense_backward(x, w, dy):
     """Numba version of ``numpy_ref.dense_backward``."""
-    N = x.shape[0]
-    blocks, size = _blocks(N)
+    blocks, size = _blocks(x.shape[0])
     dx = np.empty_like(x)
     dw_parts = np.empty((blocks,) + w.shape, dtype=x.dtype)
     db_parts = np.empty((blocks, w.shape[1]), dtype=x.dtype)
-    if blocks > 1:
-        for blk in prange(blocks):
-            lo, hi = blk * size, min(N, (blk + 1) * size)
-            _dense_backward_block(x[lo:hi], w, dy[lo:hi], dx[lo:hi], dw_parts[blk],
-                                  db_parts[blk])
-    else:
-        _dense_backward_block(x, w, dy, dx, dw_parts[0], db_parts[0])
+    _in_threads(_dense_backward_blocks, blocks, lambda first, last: (
+        x, w, dy, size, dx, dw_parts, db_parts, first, last), x.shape[0])
     return dx, _sum_blocks(dw_parts), _sum_blocks(db_parts)
 
 
@@ -406,17 +424,17 @@ def _rbf_one(x, centers, y):
     # END SOLUTION
 
 
-@parallel_jit
+@jit
+def _rbf_samples(x, centers, y):
+    for n in range(x.shape[0]):
+        _rbf_one(x[n], centers, y[n])
+
+
 def rbf_forward(x, centers):
     """Numba version of ``numpy_ref.rbf_forward``."""
-    N = x.shape[0]
-    y = np.empty((N, centers.shape[0]), dtype=x.dtype)
-    if N >= PARALLEL_MIN:
-        for n in prange(N):
-            _rbf_one(x[n], centers, y[n])
-    else:
-        for n in range(N):
-            _rbf_one(x[n], centers, y[n])
+    y = np.empty((x.shape[0], centers.shape[0]), dtype=x.dtype)
+    _in_threads(_rbf_samples, x.shape[0], lambda lo, hi: (x[lo:hi], centers, y[lo:hi]),
+                x.shape[0])
     return y
 
 
@@ -437,17 +455,17 @@ def _rbf_backward_one(x, centers, dy, dx):
     # END SOLUTION
 
 
-@parallel_jit
+@jit
+def _rbf_backward_samples(x, centers, dy, dx):
+    for n in range(x.shape[0]):
+        _rbf_backward_one(x[n], centers, dy[n], dx[n])
+
+
 def rbf_backward(x, centers, dy):
     """Numba version of ``numpy_ref.rbf_backward``."""
-    N = x.shape[0]
     dx = np.empty_like(x)
-    if N >= PARALLEL_MIN:
-        for n in prange(N):
-            _rbf_backward_one(x[n], centers, dy[n], dx[n])
-    else:
-        for n in range(N):
-            _rbf_backward_one(x[n], centers, dy[n], dx[n])
+    _in_threads(_rbf_backward_samples, x.shape[0],
+                lambda lo, hi: (x[lo:hi], centers, dy[lo:hi], dx[lo:hi]), x.shape[0])
     return dx
 
 
@@ -461,50 +479,28 @@ def _constants(a):
 
 
 @jit
-def _squash_rows(a, y, c, lo, hi):
-    # BEGIN SOLUTION scaled_tanh
-    for n in range(lo, hi):
-        for i in range(a.shape[1]):
-            y[n, i] = c[0] * np.tanh(c[1] * a[n, i])
-    # END SOLUTION
-
-
-@parallel_jit
 def _squash(a):
-    """ScaledTanh.f, element-wise into a new array of a's dtype (samples in parallel)."""
+    """ScaledTanh.f, element-wise into a new array of a's dtype."""
     c = _constants(a)
-    N = a.shape[0]
     y = np.empty_like(a)
-    a2, y2 = a.reshape(N, -1), y.reshape(N, -1)
-    if N >= PARALLEL_MIN:
-        for n in prange(N):
-            _squash_rows(a2, y2, c, n, n + 1)
-    else:
-        _squash_rows(a2, y2, c, 0, N)
+    af, yf = a.reshape(-1), y.reshape(-1)
+    # BEGIN SOLUTION scaled_tanh
+    for i in range(af.size):
+        yf[i] = c[0] * np.tanh(c[1] * af[i])
+    # END SOLUTION
     return y
 
 
 @jit
-def _squash_backward_rows(y, dy, out, c, lo, hi):
-    # BEGIN SOLUTION scaled_tanh
-    for n in range(lo, hi):
-        for i in range(y.shape[1]):
-            out[n, i] = dy[n, i] * (c[2] * (c[3] - y[n, i] * y[n, i]))
-    # END SOLUTION
-
-
-@parallel_jit
 def _squash_backward(y, dy):
-    """dy * ScaledTanh.df(y) = dy (S/A)(A^2 - y^2), element-wise (samples in parallel)."""
+    """dy * ScaledTanh.df(y) = dy (S/A)(A^2 - y^2), element-wise."""
     c = _constants(y)
-    N = y.shape[0]
     out = np.empty_like(dy)
-    y2, d2, o2 = y.reshape(N, -1), dy.reshape(N, -1), out.reshape(N, -1)
-    if N >= PARALLEL_MIN:
-        for n in prange(N):
-            _squash_backward_rows(y2, d2, o2, c, n, n + 1)
-    else:
-        _squash_backward_rows(y2, d2, o2, c, 0, N)
+    yf, df, of = y.reshape(-1), dy.reshape(-1), out.reshape(-1)
+    # BEGIN SOLUTION scaled_tanh
+    for i in range(yf.size):
+        of[i] = df[i] * (c[2] * (c[3] - yf[i] * yf[i]))
+    # END SOLUTION
     return out
 
 
@@ -536,45 +532,6 @@ def _paper_loss(y, labels, loss_kind, j):
 
 
 @jit
-def paper_forward_backward(x, labels, P, G, out_idx, in_idx, centers, scale2, scale4, loss_kind, j):
-    """Forward, loss and backward of the paper network; gradients into the arrays G.
-
-    P and G are the 12 parameter and gradient arrays in ``PARAMS`` order.
-    Returns (loss, penalties).
-    """
-    w1, b1, c2, b2, w3, b3, c4, b4, w5, b5, w6, b6 = P
-    N = x.shape[0]
-    z1 = _squash(conv2d_forward(x, w1, b1))
-    z2 = _squash(subsample_forward(z1, c2, b2, scale2))
-    z3 = _squash(table_conv2d_forward(z2, w3, b3, out_idx, in_idx))
-    z4 = _squash(subsample_forward(z3, c4, b4, scale4))
-    z5 = _squash(conv2d_forward(z4, w5, b5)).reshape(N, -1)
-    z6 = _squash(dense_forward(z5, w6, b6))
-    penalties = rbf_forward(z6, centers)
-    loss, dpen = _paper_loss(penalties, labels, loss_kind, j)
-
-    da6 = _squash_backward(z6, rbf_backward(z6, centers, dpen))
-    dz5, dw6, db6 = dense_backward(z5, w6, da6)
-    G[10][...], G[11][...] = dw6, db6
-    da5 = _squash_backward(z5, dz5).reshape(N, w5.shape[0], 1, 1)
-    dz4, dw5, db5 = conv2d_backward(z4, w5, da5)
-    G[8][...], G[9][...] = dw5, db5
-    dz3, dc4, db4 = subsample_backward(z3, c4, _squash_backward(z4, dz4), scale4)
-    G[6][...], G[7][...] = dc4, db4
-    dz2, dw3, db3 = table_conv2d_backward(z2, w3, _squash_backward(z3, dz3),
-                                             out_idx, in_idx)
-    G[4][...], G[5][...] = dw3, db3
-    dz1, dc2, db2 = subsample_backward(z1, c2, _squash_backward(z2, dz2), scale2)
-    G[2][...], G[3][...] = dc2, db2
-    F1, C1, K1, _ = w1.shape
-    out_idx1, in_idx1 = _all_pairs(F1, C1)
-    _, dw1, db1 = _table_backward(x, w1.reshape(F1 * C1, K1, K1), _squash_backward(z1, dz1),
-                                     out_idx1, in_idx1, False)     # no input gradient needed
-    G[0][...], G[1][...] = dw1.reshape(w1.shape), db1
-    return loss, penalties
-
-
-@jit
 def _update(p, g, rate):
     """p -= rate * g, element-wise (the SDLM step with per-parameter rates); 1-d arrays."""
     # BEGIN SOLUTION sdlm.step
@@ -584,13 +541,63 @@ def _update(p, g, rate):
 
 
 @jit
-def paper_train_step(x, labels, P, G, flat_p, flat_g, flat_rates, out_idx, in_idx, centers,
-                     scale2, scale4, loss_kind, j):
-    """paper_forward_backward, then p -= rate * g for every parameter: ``flat_p``,
-    ``flat_g`` and ``flat_rates`` are 1-d views of the arrays of P and G and of their
-    rates (one array type, so one compiled update instead of one per rank)."""
-    loss, penalties = paper_forward_backward(x, labels, P, G, out_idx, in_idx, centers,
-                                             scale2, scale4, loss_kind, j)
-    for k in range(len(flat_p)):
-        _update(flat_p[k], flat_g[k], flat_rates[k])
+def paper_step(x, labels, P, G, flat_p, flat_g, flat_rates, pairs, centers, scale2, scale4,
+               loss_kind, j, update):
+    """The paper network's forward, loss and backward, gradients into the arrays G;
+    then, if ``update``, p -= rate * g for every parameter. Returns (loss, penalties).
+
+    x (N, 1, 32, 32); P and G are the 12 parameter and gradient arrays in ``PARAMS``
+    order; ``flat_p``, ``flat_g`` and ``flat_rates`` are 1-d views of them and of
+    their rates (one array type, so one compiled update loop); ``pairs`` holds the
+    (out_idx, in_idx) connection lists of C1, C3 and C5. Samples run one after
+    another, on the same per-sample kernels as the layers (no threads: the
+    recipe's batches hold one sample).
+    """
+    w1, b1, c2, b2, w3, b3, c4, b4, w5, b5, w6, b6 = P
+    out1, in1, out3, in3, out5, in5 = pairs
+    N = x.shape[0]
+    F1, C1, K1, _ = w1.shape
+    F5, C5, K5, _ = w5.shape
+    w1r, w5r = w1.reshape(F1 * C1, K1, K1), w5.reshape(F5 * C5, K5, K5)
+
+    a1 = np.empty((N, F1, x.shape[2] - K1 + 1, x.shape[3] - K1 + 1), dtype=x.dtype)
+    _table_forward_samples(x, w1r, b1, out1, in1, a1)
+    z1 = _squash(a1)
+    z2 = _squash(subsample_forward(z1, c2, b2, scale2))
+    a3 = np.empty((N, b3.shape[0], z2.shape[2] - w3.shape[1] + 1, z2.shape[3] - w3.shape[2] + 1),
+                  dtype=x.dtype)
+    _table_forward_samples(z2, w3, b3, out3, in3, a3)
+    z3 = _squash(a3)
+    z4 = _squash(subsample_forward(z3, c4, b4, scale4))
+    a5 = np.empty((N, F5, 1, 1), dtype=x.dtype)
+    _table_forward_samples(z4, w5r, b5, out5, in5, a5)
+    z5 = _squash(a5).reshape(N, F5)
+    a6 = np.empty((N, w6.shape[1]), dtype=x.dtype)
+    _dense_forward_samples(z5, w6, b6, a6)
+    z6 = _squash(a6)
+    penalties = np.empty((N, centers.shape[0]), dtype=x.dtype)
+    _rbf_samples(z6, centers, penalties)
+    loss, dpen = _paper_loss(penalties, labels, loss_kind, j)
+
+    dz6 = np.empty_like(z6)
+    _rbf_backward_samples(z6, centers, dpen, dz6)
+    dz5 = np.empty_like(z5)
+    _dense_backward_block(z5, w6, _squash_backward(z6, dz6), dz5, G[10], G[11])
+    dz4 = np.empty_like(z4)
+    _table_backward_block(z4, w5r, _squash_backward(z5, dz5).reshape(N, F5, 1, 1),
+                          out5, in5, dz4, G[8].reshape(w5r.shape), G[9])
+    dz3, dc4, db4 = subsample_backward(z3, c4, _squash_backward(z4, dz4), scale4)
+    _copy(G[6], dc4)
+    _copy(G[7], db4)
+    dz2 = np.empty_like(z2)
+    _table_backward_block(z2, w3, _squash_backward(z3, dz3), out3, in3, dz2, G[4], G[5])
+    dz1, dc2, db2 = subsample_backward(z1, c2, _squash_backward(z2, dz2), scale2)
+    _copy(G[2], dc2)
+    _copy(G[3], db2)
+    no_dx = np.empty((0,) + x.shape[1:], dtype=x.dtype)     # C1 needs no input gradient
+    _table_backward_block(x, w1r, _squash_backward(z1, dz1), out1, in1, no_dx,
+                          G[0].reshape(w1r.shape), G[1])
+    if update:
+        for k in range(len(flat_p)):
+            _update(flat_p[k], flat_g[k], flat_rates[k])
     return loss, penalties
