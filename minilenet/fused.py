@@ -174,13 +174,18 @@ class TrainStep:
         return tuple(numba.typeof(a) for a in (x, labels, *self._args))
 
     def is_cached(self, x, labels):
-        """True when Numba's on-disk cache holds the step for arguments like these."""
+        """True when Numba's on-disk cache holds the step for arguments like these.
+        (Numba has no public call for this: it reads the cache's index the way Numba
+        does, and answers False if Numba's internals have changed.)"""
         from numba.core import caching
         cache = getattr(self._kernel, "_cache", None)    # absent with NUMBA_DISABLE_JIT=1
         if not isinstance(cache, caching.Cache):
             return False
-        key = cache._index_key(self.signature(x, labels), self._kernel.targetctx.codegen())
-        return key in cache._cache_file._load_index()
+        try:
+            key = cache._index_key(self.signature(x, labels), self._kernel.targetctx.codegen())
+            return key in cache._cache_file._load_index()
+        except (AttributeError, TypeError, OSError):
+            return False
 
     def __call__(self, x, labels):
         _check(x, labels, self._args[0][0].dtype)
