@@ -22,11 +22,16 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
-def _whole(text):
+def _parse(text, convert, what):
+    """``convert(text)``, or the argparse error "expected <what>"."""
     try:
-        return int(text)
+        return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def _whole(text):
+    return _parse(text, int, "a whole number")
 
 
 def positive_int(text):
@@ -46,10 +51,7 @@ def nonnegative_int(text):
 
 
 def _number(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    return _parse(text, float, "a number")
 
 
 def positive_float(text):

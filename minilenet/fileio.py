@@ -58,6 +58,10 @@ def load_npz(path):
     truncated, not an .npz archive or holds Python objects raises UserError.
     """
     path = os.fspath(path)
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head and not head.startswith((b"PK", b"\x93NUMPY")):   # np.load would try pickle
+        raise UserError(f"{path}: not a NumPy .npz archive (it is not a zip archive)")
     try:
         data = np.load(path, allow_pickle=False)
     except _NPZ_ERRORS as e:

@@ -146,8 +146,9 @@ def gradients(model, x, labels, loss_name, j=0.1):
     _require(model)
     _check(x, labels, model.dtype)
     params, grads = _arrays(model, "params"), _arrays(model, "grads")
-    return numba_jit.paper_step(x, labels, params, grads, _flat(params), _flat(grads),
-                                _flat(grads), *_static(model), LOSS_KINDS[loss_name], j, False)
+    flat_grads = _flat(grads)               # also stands for the rates, unread without update
+    return numba_jit.paper_step(x, labels, params, grads, _flat(params), flat_grads, flat_grads,
+                                *_static(model), LOSS_KINDS[loss_name], j, False)
 
 
 class TrainStep:

@@ -149,7 +149,7 @@ CASES = [
     ("checkpoint missing", _evaluate(lambda tmp: str(tmp / "nope.npz")), {}, "nope.npz"),
     ("checkpoint empty", _evaluate(_file("empty.npz", b"")), {}, "empty.npz"),
     ("checkpoint not a zip", _evaluate(_file("text.npz", b"not an archive\n" * 10)), {},
-     "text.npz"),
+     "text.npz: not a NumPy .npz archive (it is not a zip archive)"),
     ("checkpoint truncated", _evaluate(_truncated_npz), {}, "weights.npz"),
     ("checkpoint with pickled objects", _evaluate(_object_npz), {}, "Python objects"),
     ("weights of the modern variant", _evaluate(_modern_weights), {}, "--variant modern"),
