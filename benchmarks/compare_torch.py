@@ -21,7 +21,7 @@ minilenet runs what ``minilenet train`` runs: the Trainer's own model,
 optimizer, loss and choice of step (the fused Numba step or the layer graph)
 for ``--variant V --batch-size B``, with SDLM's curvature estimated on 500
 images; inference is ``model.predict_scores(x, 1000)``. Its threads are set
-with ``minilenet.kernels.numba_jit.set_threads`` and
+with ``minilenet.kernels.threads.set_threads`` and
 ``threadpoolctl.threadpool_limits`` (BLAS and OpenMP pools); PyTorch's with
 ``torch.set_num_threads``, its oneDNN convolutions off at batch 1, where its own
 are faster (``torch_reference.configure``).
@@ -55,7 +55,7 @@ import numpy as np
 import torch_reference
 from minilenet import fused, lenet5
 from minilenet.fileio import atomic_write
-from minilenet.kernels import numba_jit
+from minilenet.kernels import threads as minilenet_pool
 from minilenet.optimizers import SDLM
 from minilenet.train import Data, TrainConfig, Trainer
 
@@ -91,7 +91,7 @@ def minilenet_trainer(variant, batch, x, y):
 
     def layer_step(xb, yb):
         loss, dscores = trainer.loss_fn(model.forward(xb), yb)
-        model.backward(dscores)
+        model.backward(dscores, input_grad=False)
         optimizer.step(model)
         return loss
     return layer_step, model, "layer graph"
@@ -99,7 +99,7 @@ def minilenet_trainer(variant, batch, x, y):
 
 @contextlib.contextmanager
 def minilenet_threads(n):
-    numba_jit.set_threads(n)
+    minilenet_pool.set_threads(n)
     with threadpoolctl.threadpool_limits(n):
         yield
 
@@ -186,7 +186,8 @@ def machine():
     return {"cpus": os.cpu_count(), "processor": model, "python": platform.python_version(),
             "numpy": np.__version__, "numba": numba.__version__, "torch": torch.__version__,
             "threadpoolctl": threadpoolctl.__version__,
-            "numba_num_threads": numba.config.NUMBA_NUM_THREADS}
+            "blas": [f"{i['internal_api']} {i['version']} ({i['filepath'].rsplit('/', 1)[-1]})"
+                     for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]}
 
 
 def run(images, repeats, log=print):
@@ -244,10 +245,6 @@ def main(argv=None):
     images = args.images if args.images is not None else 256 if args.quick else 2048
     if repeats < 1 or images < 1:
         p.error(f"--repeats and --images must be at least 1, got {repeats} and {images}")
-    if numba.config.NUMBA_NUM_THREADS < max(THREADS):
-        print(f"error: NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS} caps Numba below "
-              f"{max(THREADS)} threads: unset it", file=sys.stderr)
-        return 2
 
     command = shlex.join(["python", sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     load_start = os.getloadavg()[0]

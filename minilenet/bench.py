@@ -35,7 +35,7 @@ def _trainer_step(model, optimizer, loss_fn, batch=1):
 
     def step(x, y):
         _, g = loss_fn(model.forward(x), y)
-        model.backward(g)
+        model.backward(g, input_grad=False)
         optimizer.step(model)
     return step
 

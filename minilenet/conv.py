@@ -7,7 +7,8 @@ from .layer import Layer
 class Convolution(Layer):
     """Shared machinery of Conv2D and TableConv2D: shape rules, forward/backward
     plumbing. Subclasses set ``in_channels``, ``out_channels``, ``kernel_size``,
-    ``backend`` and implement ``_forward_kernel`` / ``_backward_kernel``.
+    ``backend`` and implement ``_forward_kernel`` / ``_backward_kernel``
+    (``need_dx`` False: the kernel returns dx None).
     """
     input_ndim = 4
 
@@ -27,14 +28,19 @@ class Convolution(Layer):
         self.cache = {"x": x, "backend": backend, "y_shape": y.shape}
         return y
 
-    def _backprop(self, x, w, dy, into):
-        dx, dw, db = self._backward_kernel(kernels.get(self.cache["backend"]), x, w, dy)
+    def _backprop(self, x, w, dy, into, need_dx=True):
+        dx, dw, db = self._backward_kernel(kernels.get(self.cache["backend"]), x, w, dy, need_dx)
         into["weight"], into["bias"] = dw, db
         return dx
 
     def backward(self, dy):
         dy = self.check_upstream(dy)
         return self._backprop(self.cache["x"], self.params["weight"], dy, self.grads)
+
+    def backward_params(self, dy):
+        """The weight and bias gradients only: the kernels skip dx."""
+        dy = self.check_upstream(dy)
+        self._backprop(self.cache["x"], self.params["weight"], dy, self.grads, need_dx=False)
 
     def backward_second(self, d2y):
         """Gauss-Newton pass: the backward pass with squared inputs and weights
@@ -82,8 +88,8 @@ class Conv2D(Convolution):
     def _forward_kernel(self, k, x):
         return k.conv2d_forward(x, self.params["weight"], self.params["bias"])
 
-    def _backward_kernel(self, k, x, w, dy):
-        return k.conv2d_backward(x, w, dy)
+    def _backward_kernel(self, k, x, w, dy, need_dx):
+        return k.conv2d_backward(x, w, dy, need_dx)
 
     def extra_repr(self):
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"

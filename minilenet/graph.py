@@ -47,11 +47,19 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy):
-        """Backpropagate dL/d(output); fills every layer's grads, returns dL/dx."""
-        for layer in reversed(list(self)):
+    def backward(self, dy, input_grad=True):
+        """Backpropagate dL/d(output); fills every layer's grads, returns dL/dx.
+
+        With ``input_grad=False`` (training: nothing uses dL/dx) the first layer
+        computes its parameter gradients only, and None is returned.
+        """
+        first, *rest = self
+        for layer in reversed(rest):
             dy = layer.backward(dy)
-        return dy
+        if input_grad:
+            return first.backward(dy)
+        first.backward_params(dy)
+        return None
 
     def backward_second(self, d2y, below=None):
         """Gauss-Newton second-derivative pass; fills every layer's ``hess``.

@@ -25,7 +25,7 @@ class Layer:
 
     Subclasses implement ``forward(x)``, ``backward(dy)``,
     ``backward_second(d2y)`` and ``output_shape(input_shape)``, and may
-    override ``connections(input_shape)``.
+    override ``connections(input_shape)`` and ``backward_params(dy)``.
     """
 
     #: ndim of one input batch, e.g. 4 for (N, C, H, W); None = any.
@@ -137,6 +137,12 @@ class Layer:
                     store[key] = value.astype(self.dtype)
         self.cache = None
         return self
+
+    def backward_params(self, dy):
+        """Fill ``grads`` as ``backward`` does, when nothing needs the input gradient
+        (a network's first layer). This default runs ``backward`` and drops dx; a
+        layer whose kernels can skip dx (the convolutions) overrides it."""
+        self.backward(dy)
 
     def __call__(self, x):
         return self.forward(x)

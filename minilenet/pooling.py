@@ -1,7 +1,9 @@
 """Parameter-free pooling (the modern LeNet variant): AvgPool2D and MaxPool2D.
 
-Both gather windows with im2col, so any kernel size and stride work,
-overlapping windows included; backward scatters with col2im, which sums.
+Any kernel size and stride work, overlapping windows included. AvgPool2D
+gathers windows with im2col and scatters its gradient back with col2im, which
+sums; MaxPool2D calls the backend's ``maxpool_forward`` / ``maxpool_backward``
+kernels (in NumPy written with the same two).
 """
 import numpy as np
 
@@ -26,15 +28,21 @@ class _Pool2D(Layer):
                              f"got {tuple(input_shape)}")
         return (C, (H - k) // s + 1, (W - k) // s + 1)
 
+    def _begin(self, x):
+        """Check x (N, C, H, W) and start the cache (``x_shape``, ``backend``,
+        ``y_shape``); returns x and the backend's kernel module."""
+        x = self.check_input(x)
+        y_shape = (x.shape[0], *self.output_shape(x.shape[1:]))
+        backend = config.backend_for(self.backend)
+        self.cache = {"x_shape": x.shape, "backend": backend, "y_shape": y_shape}
+        return x, kernels.get(backend)
+
     def _windows(self, x):
         """im2col of x as (N, C, K*K, OH, OW), caching what backward needs."""
-        x = self.check_input(x)
-        self.output_shape(x.shape[1:])
-        backend = config.backend_for(self.backend)
-        cols = kernels.get(backend).im2col(x, self.kernel_size, self.kernel_size, self.stride)
-        N, C, k, _, OH, OW = cols.shape
-        self.cache = {"x_shape": x.shape, "backend": backend, "y_shape": (N, C, OH, OW)}
-        return cols.reshape(N, C, k * k, OH, OW)
+        x, kernel = self._begin(x)
+        k = self.kernel_size
+        N, C, OH, OW = self.cache["y_shape"]
+        return kernel.im2col(x, k, k, self.stride).reshape(N, C, k * k, OH, OW)
 
     def _scatter(self, dcols):
         """col2im of (N, C, K*K, OH, OW) back to the input shape."""
@@ -77,26 +85,19 @@ class AvgPool2D(_Pool2D):
 class MaxPool2D(_Pool2D):
     """Maximum over each K x K window. x (N, C, H, W) -> y (N, C, OH, OW).
 
-    Cache: ``mask`` (N, C, K*K, OH, OW), 1 at each window's first maximum.
+    Cache: ``x_shape``, ``backend``, ``y_shape``, and ``winner`` (N, C, OH, OW) int64,
+    the place ``i * K + j`` of each window's first maximum.
     """
 
     def forward(self, x):
-        cols = self._windows(x)
-        # BEGIN SOLUTION maxpool
-        winner = cols.argmax(axis=2)[:, :, None]
-        mask = np.zeros_like(cols)
-        np.put_along_axis(mask, winner, 1, axis=2)
-        y = np.take_along_axis(cols, winner, axis=2)[:, :, 0]
-        # END SOLUTION
-        self.cache["mask"] = mask
+        x, kernel = self._begin(x)
+        y, self.cache["winner"] = kernel.maxpool_forward(x, self.kernel_size, self.stride)
         return y
 
     def backward(self, dy):
         dy = self.check_upstream(dy)
-        # BEGIN SOLUTION maxpool
-        dcols = self.cache["mask"] * dy[:, :, None]
-        # END SOLUTION
-        return self._scatter(dcols)
+        return kernels.get(self.cache["backend"]).maxpool_backward(
+            dy, self.cache["winner"], self.cache["x_shape"], self.kernel_size, self.stride)
 
     def backward_second(self, d2y):
         """The max routes its input with derivative 1, so curvature passes unchanged."""

@@ -76,8 +76,8 @@ class TableConv2D(Convolution):
         return k.table_conv2d_forward(x, self.params["weight"], self.params["bias"],
                                       self.out_idx, self.in_idx)
 
-    def _backward_kernel(self, k, x, w, dy):
-        return k.table_conv2d_backward(x, w, dy, self.out_idx, self.in_idx)
+    def _backward_kernel(self, k, x, w, dy, need_dx):
+        return k.table_conv2d_backward(x, w, dy, self.out_idx, self.in_idx, need_dx)
 
     def extra_repr(self):
         return (f"table={self.in_channels}x{self.out_channels} "

@@ -360,7 +360,7 @@ class Trainer:
                     else:
                         scores = model.forward(x)
                         loss, dscores = self.loss_fn(scores, y)
-                        model.backward(dscores)
+                        model.backward(dscores, input_grad=False)
                         self.optimizer.step(model)
                     if not np.isfinite(loss):
                         raise TrainingDiverged(

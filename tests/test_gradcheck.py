@@ -111,13 +111,17 @@ def _failures(capsys, argv=("gradcheck",)):
 
 
 def _recompiled_fused_step(monkeypatch, **kernels):
-    """Recompile the fused step with some of the kernels it calls replaced."""
+    """Recompile the fused step with some of the kernels it calls replaced, in its own
+    copy of the module's globals: the layers' kernels, and every kernel cached on
+    disk, keep the originals."""
+    import types
     from numba import njit
     from minilenet.kernels import numba_jit
-    for name, kernel in kernels.items():
-        monkeypatch.setattr(numba_jit, name, kernel)
+    step = numba_jit.paper_step.py_func
+    patched = types.FunctionType(step.__code__, {**step.__globals__, **kernels}, step.__name__,
+                                 step.__defaults__, step.__closure__)
     options = {k: v for k, v in numba_jit.OPTIONS.items() if k != "cache"}
-    monkeypatch.setattr(numba_jit, "paper_step", njit(**options)(numba_jit.paper_step.py_func))
+    monkeypatch.setattr(numba_jit, "paper_step", njit(**options)(patched))
 
 
 @pytest.mark.slow
@@ -186,16 +190,24 @@ def test_gradcheck_catches_an_unsquared_weight_in_the_second_derivative_pass(
     assert all(r.passed for r in run_suite(groups=("layer gradients",)))
 
 
-def _forward_marking_every_tie(self, x):
-    """The slip: a mask with a 1 at *every* maximum of a window."""
-    cols = self._windows(x)
-    y = cols.max(axis=2)
-    self.cache["mask"] = (cols == y[:, :, None]).astype(cols.dtype)
-    return y
-
-
 def test_gradcheck_catches_a_max_pool_that_marks_every_tie(monkeypatch, capsys):
-    monkeypatch.setattr(MaxPool2D, "forward", _forward_marking_every_tie)
+    forward = MaxPool2D.forward
+
+    def forward_keeping_x(self, x):
+        y = forward(self, x)
+        self.cache["x"] = x
+        return y
+
+    def backward_to_every_tie(self, dy):
+        """The slip: each window's gradient sent to *every* one of its maxima."""
+        dy = self.check_upstream(dy)
+        k = self.kernel_size
+        cols = numpy_ref.im2col(self.cache["x"], k, k, self.stride)
+        ties = cols == cols.max(axis=(2, 3), keepdims=True)
+        return numpy_ref.col2im(ties * dy[:, :, None, None], self.cache["x_shape"], self.stride)
+
+    monkeypatch.setattr(MaxPool2D, "forward", forward_keeping_x)
+    monkeypatch.setattr(MaxPool2D, "backward", backward_to_every_tie)
     failed = _failures(capsys)
     assert any("tie rule" in label for label in failed)
     # the finite-difference checks alone cannot see it: their inputs have no ties

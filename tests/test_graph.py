@@ -76,3 +76,21 @@ def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "w.bin").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("variant,batch", [("paper", 2), ("paper", 9), ("modern", 9), ("linear", 3)])
+def test_backward_without_input_grad_fills_the_same_gradients(backend, variant, batch):
+    """input_grad=False (training) skips the first layer's dx and changes no gradient."""
+    model = lenet5(variant, backend=backend)
+    x = np.random.default_rng(1).standard_normal(
+        (batch,) + model.input_shape).astype(np.float32)
+    dy = np.random.default_rng(2).standard_normal(model(x).shape).astype(np.float32)
+    dx = model.backward(dy)
+    assert dx.shape == x.shape
+    full = {name: layer.grads[key].copy() for name, layer, key in model.named_parameters()}
+    for _, layer, key in model.named_parameters():
+        layer.grads[key][...] = np.nan
+    assert model.backward(dy, input_grad=False) is None
+    for name, layer, key in model.named_parameters():
+        np.testing.assert_array_equal(layer.grads[key], full[name], err_msg=name)

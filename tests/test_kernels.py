@@ -4,6 +4,7 @@ import pytest
 
 import naive
 from minilenet import kernels
+from minilenet.kernels import threads
 from minilenet.kernels import numpy_ref
 
 numba_jit = pytest.importorskip("minilenet.kernels.numba_jit",
@@ -51,8 +52,12 @@ def test_col2im_is_the_adjoint_of_im2col(backend, rng, kh, kw, stride):
 
 
 def _assert_close(a, b, dtype):
+    """Floats to rounding; integer outputs (max-pooling's winners) exactly, as int64."""
     rtol = 1e-12 if dtype == np.float64 else 2e-5
     for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        if v.dtype.kind == "i":
+            assert u.dtype == v.dtype == np.int64 and np.array_equal(u, v)
+            continue
         assert u.dtype == v.dtype == dtype
         scale = max(np.abs(v).max(), 1e-30)
         assert np.abs(u - v).max() / scale <= rtol
@@ -67,6 +72,8 @@ def _kernel_calls(rng, dtype, n):
     x, w, b = normal(n, 4, 10, 9), normal(5, 4, 3, 3), normal(5)
     xs, coef, bias = normal(n, 4, 10, 8), normal(4), normal(4)
     centers = rng.choice([-1.0, 1.0], (10, 84)).astype(dtype)
+    xp = rng.integers(0, 3, (n, 4, 9, 8)).astype(dtype)       # few values: many tied maxima
+    winner = numpy_ref.maxpool_forward(xp, 3, 1)[1]          # 3x3 windows at stride 1 overlap
     return {
         "im2col": (x, 3, 3, 2),
         "col2im": (normal(n, 4, 3, 3, 4, 4), (n, 4, 9, 9), 2),
@@ -77,6 +84,8 @@ def _kernel_calls(rng, dtype, n):
                                   out_idx, in_idx),
         "subsample_forward": (xs, coef, bias, 1.0),
         "subsample_backward": (xs, coef, normal(n, 4, 5, 4), 0.25),
+        "maxpool_forward": (xp, 3, 1),
+        "maxpool_backward": (normal(n, 4, 7, 6), winner, xp.shape, 3, 1),
         "dense_forward": (normal(n, 7), normal(7, 5), normal(5)),
         "dense_backward": (normal(n, 7), normal(7, 5), normal(n, 5)),
         "rbf_forward": (normal(n, 84), centers),
@@ -138,22 +147,73 @@ def test_subsample_matches_loop_oracle(backend, rng, scale):
                                naive.subsample(x, coef, bias, scale), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("n,parts", [(4, 1), (8, 2), (16, 2), (37, 2)])
-def test_batches_of_eight_or_more_use_every_thread(monkeypatch, rng, n, parts):
-    """Forward kernels split samples, backward kernels blocks of 8 samples: both across
-    all threads once the batch holds PARALLEL_MIN samples, never below."""
+def _maxpool_loops(x, dy, k, stride):
+    """Loop oracle: each window's first maximum in row-major order (y, winner), and
+    dx with each dy added at its window's winner."""
+    N, C, H, W = x.shape
+    OH, OW = (H - k) // stride + 1, (W - k) // stride + 1
+    y, winner, dx = np.empty((N, C, OH, OW)), np.empty((N, C, OH, OW), np.int64), np.zeros(x.shape)
+    for n, c, p, q in np.ndindex(N, C, OH, OW):
+        window = x[n, c, p * stride:p * stride + k, q * stride:q * stride + k].ravel().tolist()
+        t = window.index(max(window))
+        y[n, c, p, q], winner[n, c, p, q] = window[t], t
+        dx[n, c, p * stride + t // k, q * stride + t % k] += dy[n, c, p, q]
+    return y, winner, dx
+
+
+@pytest.mark.parametrize("k,stride", [(2, 2), (3, 1), (3, 2), (2, 1), (2, 3)])
+def test_maxpool_matches_loop_oracle(backend, rng, k, stride):
+    """Three values only, so most windows hold tied maxima: the first one wins; where
+    windows overlap (stride < k) dx sums. Integer dy: sums exact in any order."""
+    kern = kernels.get(backend)
+    x = rng.integers(0, 3, (2, 3, 9, 8)).astype(np.float64)
+    y, winner = kern.maxpool_forward(x, k, stride)
+    dy = rng.integers(-3, 4, y.shape).astype(np.float64)
+    want_y, want_winner, want_dx = _maxpool_loops(x, dy, k, stride)
+    np.testing.assert_array_equal(y, want_y)
+    assert winner.dtype == np.int64
+    np.testing.assert_array_equal(winner, want_winner)
+    np.testing.assert_array_equal(kern.maxpool_backward(dy, winner, x.shape, k, stride), want_dx)
+
+
+def test_maxpool_a_nan_wins_its_window_as_argmax_picks_it(backend):
+    """A NaN is the maximum (the first NaN, where there are several), so y keeps it."""
+    x = np.zeros((1, 1, 2, 6))
+    x[0, 0, 0, 1], x[0, 0, 1, 0] = 5.0, np.nan                # window 0: NaN after a 5
+    x[0, 0, 0, 3] = x[0, 0, 1, 2] = np.nan                     # window 1: two NaNs
+    x[0, 0, 0, 4], x[0, 0, 1, 5] = np.nan, 7.0                 # window 2: NaN first
+    y, winner = kernels.get(backend).maxpool_forward(x, 2, 2)
+    assert np.isnan(y).all()
+    np.testing.assert_array_equal(winner[0, 0, 0], [2, 1, 0])
+
+
+@pytest.mark.parametrize("kind,n,threaded", [
+    ("conv", 4, False), ("conv", 8, True), ("conv", 37, True),
+    ("dense", 37, False), ("dense", kernels.PARALLEL_MIN_LIGHT, True)])
+def test_large_enough_batches_use_every_thread(monkeypatch, rng, kind, n, threaded):
+    """Batch kernels split samples, or fixed blocks of samples, across all threads once
+    the batch holds PARALLEL_MIN samples (PARALLEL_MIN_LIGHT for the light kernels);
+    smaller batches run on the calling thread."""
     seen = []
-    spans = numba_jit._spans
-    monkeypatch.setattr(numba_jit, "_spans", lambda k, p: seen.append(p) or spans(k, p))
-    x, w = rng.standard_normal((n, 20)), rng.standard_normal((20, 3))
-    before = numba_jit.get_threads()
+    spans = threads._spans
+    monkeypatch.setattr(threads, "_spans", lambda k, p: seen.append(p) or spans(k, p))
+    before = threads.get_threads()
     try:
-        numba_jit.set_threads(2)
-        y = numba_jit.dense_forward(x, w, np.zeros(3))
-        numba_jit.dense_backward(x, w, y)
+        threads.set_threads(2)
+        if kind == "conv":
+            x, w = rng.standard_normal((n, 2, 7, 7)), rng.standard_normal((3, 2, 3, 3))
+            y = numba_jit.conv2d_forward(x, w, np.zeros(3))
+            numba_jit.conv2d_backward(x, w, y)
+        else:
+            x, w = rng.standard_normal((n, 20)), rng.standard_normal((20, 3))
+            y = numba_jit.dense_forward(x, w, np.zeros(3))
+            numba_jit.dense_backward(x, w, y)
     finally:
-        numba_jit.set_threads(before)
-    assert seen == [parts, parts]
+        threads.set_threads(before)
+    if n < kernels.PARALLEL_MIN:
+        assert seen == []                          # small batches take the loops, no threads
+    else:
+        assert seen == [2 if threaded else 1] * 2
 
 
 def test_batch_kernels_give_the_same_bits_on_any_number_of_threads(rng):
@@ -165,17 +225,50 @@ def test_batch_kernels_give_the_same_bits_on_any_number_of_threads(rng):
     w = rng.standard_normal((len(out_idx), 5, 5)).astype(np.float32)
     b = rng.standard_normal(16).astype(np.float32)
     dy = rng.standard_normal((37, 16, 10, 10)).astype(np.float32)
+    n = kernels.PARALLEL_MIN_LIGHT + 5                 # the light kernels use threads too
+    x1, w1 = rng.standard_normal((n, 1, 12, 12)), rng.standard_normal((4, 1, 5, 5))
+    dy1 = rng.standard_normal((n, 4, 8, 8))
+    xd, wd, dyd = rng.standard_normal((n, 30)), rng.standard_normal((30, 7)), rng.standard_normal((n, 7))
+    coef = rng.standard_normal(4)
     results = {}
-    before = numba_jit.get_threads()
+    before = threads.get_threads()
     try:
-        for threads in (1, 2, 3):
-            numba_jit.set_threads(threads)
-            results[threads] = (numba_jit.table_conv2d_forward(x, w, b, out_idx, in_idx),
-                                *numba_jit.table_conv2d_backward(x, w, dy, out_idx, in_idx))
+        for count in (1, 2, 3):
+            threads.set_threads(count)
+            results[count] = (numba_jit.table_conv2d_forward(x, w, b, out_idx, in_idx),
+                              *numba_jit.table_conv2d_backward(x, w, dy, out_idx, in_idx),
+                              numba_jit.conv2d_forward(x1, w1, coef),
+                              *numba_jit.conv2d_backward(x1, w1, dy1)[1:],
+                              numba_jit.dense_forward(xd, wd, dyd[0]),
+                              *numba_jit.dense_backward(xd, wd, dyd),
+                              *numba_jit.subsample_backward(dy1, coef, dy1, 1.0))
     finally:
-        numba_jit.set_threads(before)
-    for threads in (2, 3):
-        for got, expected in zip(results[threads], results[1]):
+        threads.set_threads(before)
+    for count in (2, 3):
+        for got, expected in zip(results[count], results[1]):
             assert got.tobytes() == expected.tobytes()
     with pytest.raises(ValueError, match="at least 1"):
-        numba_jit.set_threads(0)
+        threads.set_threads(0)
+
+
+def test_maxpool_gives_the_same_bits_on_any_number_of_threads(monkeypatch, rng):
+    """Threads take whole samples, and each sample's dx (overlapping windows summed)
+    is written by one thread: the results do not depend on the thread count."""
+    seen = []
+    spans = threads._spans
+    monkeypatch.setattr(threads, "_spans", lambda k, p: seen.append(p) or spans(k, p))
+    x = rng.integers(0, 5, (37, 6, 12, 11)).astype(np.float32)
+    dy = rng.standard_normal((37, 6, 10, 9)).astype(np.float32)
+    results = {}
+    before = threads.get_threads()
+    try:
+        for count in (1, 2, 3):
+            threads.set_threads(count)
+            y, winner = numba_jit.maxpool_forward(x, 3, 1)
+            results[count] = (y, winner, numba_jit.maxpool_backward(dy, winner, x.shape, 3, 1))
+    finally:
+        threads.set_threads(before)
+    assert seen == [1, 1, 2, 2, 3, 3]                      # forward and backward, split
+    for count in (2, 3):
+        for got, expected in zip(results[count], results[1]):
+            assert got.tobytes() == expected.tobytes()

@@ -204,14 +204,17 @@ def test_subtle_bugs_lose_exactly_their_units_points(tmp_path):
           "stride * OW:stride] = cols[:, :, i, j]")             # col2im overwrites
     _edit(copy, "kernels/numpy_ref.py", "dw = dw_dense[out_idx, in_idx]",
           "dw = dw_dense[out_idx, (in_idx + 1) % x.shape[1]]")  # a wrong C3 column
+    _edit(copy, "kernels/numpy_ref.py", "    winner = cols.argmax(axis=2)\n",
+          "    winner = k * k - 1 - cols[:, :, ::-1].argmax(axis=2)\n")  # ties: the last wins
     rubric = _rubric(tmp_path, "scaled_tanh", "col2im", "c3.backward", "im2col",
-                     "conv.backward", "c3.forward", "sdlm.curvature")
+                     "conv.backward", "c3.forward", "sdlm.curvature", "maxpool", "avgpool")
     results = {r.unit: r for r in grade(copy, rubric)}
     assert {u for u, r in results.items() if r.status != "passed"} == \
-        {"scaled_tanh", "col2im", "c3.backward"}
+        {"scaled_tanh", "col2im", "c3.backward", "maxpool"}
     assert all(results[u].status == "failed" and results[u].points == 0
-               for u in ("scaled_tanh", "col2im", "c3.backward"))
+               for u in ("scaled_tanh", "col2im", "c3.backward", "maxpool"))
     assert "relative error" in results["col2im"].message
+    assert results["maxpool"].message.startswith("hidden check ties: dx: relative error")
 
 
 @pytest.mark.slow
@@ -228,6 +231,25 @@ def test_a_unit_that_hangs_or_exits_loses_only_its_points(tmp_path):
     assert results["rbf.forward"].status == "error" and "exit status 0" in \
         results["rbf.forward"].message
     assert results["rbf.backward"].status == "passed" and results["rbf.backward"].points == 2
+
+
+@pytest.mark.slow
+def test_withheld_maxpool_kernels_raise_not_implemented_in_both_backends(copies):
+    probe = ("import numpy as np\n"
+             "from minilenet.kernels import numba_jit, numpy_ref\n"
+             "x, winner = np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 2, 2), np.int64)\n"
+             "for kernels in (numpy_ref, numba_jit):\n"
+             "    for call in (lambda: kernels.maxpool_forward(x, 2, 2),\n"
+             "                 lambda: kernels.maxpool_backward(x[:, :, :2, :2], winner,\n"
+             "                                                  x.shape, 2, 2)):\n"
+             "        try:\n"
+             "            call()\n"
+             "        except NotImplementedError as e:\n"
+             "            print(e)\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=copies["student"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "unit maxpool: yours to write, see notebooks/08_modern_variant.ipynb"] * 4
 
 
 def test_the_driver_imports_the_submission_never_the_installed_package(copies, tmp_path):

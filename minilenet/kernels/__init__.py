@@ -4,6 +4,7 @@
 names with the same signatures. ``get(backend)`` returns one of the two
 modules; Numba is imported only when its backend is asked for.
 """
+import ctypes
 import importlib
 
 from .. import config
@@ -14,6 +15,7 @@ KERNEL_NAMES = (
     "conv2d_forward", "conv2d_backward",
     "table_conv2d_forward", "table_conv2d_backward",
     "subsample_forward", "subsample_backward",
+    "maxpool_forward", "maxpool_backward",
     "dense_forward", "dense_backward", "rbf_forward", "rbf_backward",
 )
 
@@ -21,11 +23,42 @@ KERNEL_NAMES = (
 #: smaller ones (the recipe's single samples) never start a thread.
 PARALLEL_MIN = 8
 
+#: The same for the kernels that do little arithmetic per byte they move
+#: (subsampling, dense layers): handing work to a second thread costs about
+#: 60 us here, and two threads share one memory bandwidth, so below this many
+#: samples they ran no faster on two threads than on one (docs/performance.md).
+PARALLEL_MIN_LIGHT = 256
+
 _MODULES = {"numpy": "numpy_ref", "numba": "numba_jit"}
+
+#: glibc's malloc serves blocks larger than its mmap threshold (128 KiB at
+#: first) with fresh pages from the OS and hands them back when they are freed,
+#: so every training step page-faulted its activations in again: a batch of 64
+#: lost 8% of its time to that with one thread and 18% with two (the faults of
+#: both threads queue on one lock). These settings make such blocks come from
+#: the heap and stay there for the next step, up to the trim threshold of free
+#: memory kept. Elsewhere than glibc nothing is changed.
+MALLOC_SETTINGS = {"M_MMAP_THRESHOLD": (-3, 64 << 20), "M_TRIM_THRESHOLD": (-1, 128 << 20)}
+_malloc_tuned = None
+
+
+def keep_freed_memory():
+    """Apply ``MALLOC_SETTINGS`` once per process (glibc only); True if applied."""
+    global _malloc_tuned
+    if _malloc_tuned is None:
+        try:
+            mallopt = ctypes.CDLL("libc.so.6").mallopt
+        except (OSError, AttributeError):
+            _malloc_tuned = False
+        else:
+            _malloc_tuned = all([mallopt(option, value)
+                                 for option, value in MALLOC_SETTINGS.values()])
+    return _malloc_tuned
 
 
 def get(backend=None):
     """Return the kernel module for ``backend`` (default: ``config.default_backend()``)."""
+    keep_freed_memory()
     backend = config.backend_for(backend)
     if backend == "numba" and not config.numba_available():
         raise ImportError("the 'numba' backend needs the numba package: pip install numba "

@@ -11,29 +11,32 @@ Reductions may be reassociated by the compiler (so they vectorise): results
 then match NumPy to rounding (1e-12 relative in float64), and every run of
 the same code gives the same bits.
 
-The batch kernels run on several cores for batches of ``PARALLEL_MIN`` samples
-or more, without giving up determinism: the compiled loops release the GIL
-(``nogil``), and ``_in_threads`` hands each thread whole samples; the weight
-gradient is summed into one partial buffer per fixed block of ``BLOCK``
-samples (never by two threads into one array), and the partials are added up
-in block order. The result depends on the batch size only, not on the number
-of threads or their timing. The threads are plain Python threads (a
-``ThreadPoolExecutor``), not Numba's ``parallel=True``: its OpenMP pool
-compiled slowly (seconds per kernel on a first run) and spun idle threads
-that stole the core the next call needed.
+Small batches (fewer than ``PARALLEL_MIN`` samples: the recipe's single
+samples, and the fused step) run the per-sample loops on the calling thread.
+Larger batches compute each convolution and dense layer as matrix products in
+the BLAS that NumPy links (OpenBLAS for NumPy's wheels): a convolution is one
+product per sample over "shifted rows", a cache-friendly im2col (see
+``_shifted_rows``); C3 uses its weights scattered into a dense, zero-filled
+weight. The work is spread over threads (``threads.in_threads``: the compiled
+loops release the GIL, ``nogil``, and so do NumPy's products) with BLAS held
+to one thread per product. Determinism holds: each thread writes its own
+samples' outputs; a weight gradient is summed from per-sample (convolutions)
+or per-block (subsampling) partials, or computed by one product (dense
+layers), always in a fixed order, so the result depends on the batch size,
+never on the number of threads or their timing.
 
 Set ``NUMBA_DISABLE_JIT=1`` to run these bodies as plain Python (slow, but
 steppable in a debugger).
 """
 import functools
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 from numba import njit
 
 from ..activations import A, S
-from . import PARALLEL_MIN
+from . import PARALLEL_MIN, PARALLEL_MIN_LIGHT
+from .numpy_ref import table_to_dense
+from .threads import in_threads as _in_threads
 
 #: The one place the compiler options are chosen. ``cache=True`` stores the
 #: machine code on disk (``NUMBA_CACHE_DIR`` to move it), so a new process
@@ -43,45 +46,14 @@ from . import PARALLEL_MIN
 OPTIONS = dict(cache=True, fastmath={"reassoc", "contract"}, nogil=True)
 jit = njit(**OPTIONS)
 
-#: Samples per weight-gradient partial sum (fixed, so results do not depend on threads).
-BLOCK = 8
+#: Samples per block: per partial sum of a gradient and per BLAS product of a dense
+#: layer (fixed, so results do not depend on the threads).
+BLOCK = 16
 
-_threads = numba.config.NUMBA_NUM_THREADS     # NUMBA_NUM_THREADS, default: the cores
-_pool = None
-
-
-def set_threads(n):
-    """Use ``n`` threads (at least 1) for batches from now on (default: the cores)."""
-    global _threads, _pool
-    if n < 1:
-        raise ValueError(f"threads must be at least 1, got {n}")
-    _threads, _pool = int(n), None
-
-
-def get_threads():
-    """The number of threads batches use."""
-    return _threads
-
-
-def _spans(n, parts):
-    """range(n) cut into at most ``parts`` contiguous (lo, hi) spans of near-equal size."""
-    parts = max(1, min(parts, n))
-    return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
-
-
-def _in_threads(kernel, n, args, batch):
-    """kernel(*args(lo, hi)) for spans (lo, hi) of range(n) (samples, or blocks of them),
-    one span per thread: the first here, the others in the pool. A ``batch`` of fewer
-    than ``PARALLEL_MIN`` samples runs here, as one span."""
-    global _pool
-    spans = _spans(n, _threads if batch >= PARALLEL_MIN else 1)
-    if len(spans) > 1 and _pool is None:
-        _pool = ThreadPoolExecutor(_threads - 1, thread_name_prefix="minilenet")
-    others = [_pool.submit(kernel, *args(lo, hi)) for lo, hi in spans[1:]]
-    kernel(*args(*spans[0]))
-    for job in others:
-        job.result()
-
+#: Bytes of shifted rows (the convolutions' im2col) a thread builds at a time:
+#: a quarter of a core's 1 MiB L2 cache here, so they are still in it when the
+#: product reads them.
+CHUNK_BYTES = 1 << 20
 
 def _blocks(N):
     """(blocks, samples per block) for a batch of N: one block below PARALLEL_MIN."""
@@ -186,7 +158,8 @@ def _table_backward_block(x, w, dy, out_idx, in_idx, dx, dw, db):
                 acc += dyf[f, s]
             db[f] = acc
         if P == 1:                                   # C5: one axpy per connection
-            xf, dxf = x[n].reshape(C, T), dx[n].reshape(C, T)
+            xf = x[n].reshape(C, T)
+            dxf = dx[n:n + 1].reshape(-1, T)         # (C, T); (0, T) when dx is skipped
             if need_dx:
                 dxf[...] = 0
             for k in range(K):
@@ -225,16 +198,6 @@ def _table_forward_samples(x, w, b, out_idx, in_idx, y):
         _table_forward_one(x[n], w, b, out_idx, in_idx, y[n])
 
 
-def table_conv2d_forward(x, w, b, out_idx, in_idx):
-    """Numba version of ``numpy_ref.table_conv2d_forward``: loops over connections only."""
-    N, C, H, W = x.shape
-    K, KH, KW = w.shape
-    y = np.empty((N, b.shape[0], H - KH + 1, W - KW + 1), dtype=x.dtype)
-    _in_threads(_table_forward_samples, N,
-                lambda lo, hi: (x[lo:hi], w, b, out_idx, in_idx, y[lo:hi]), N)
-    return y
-
-
 @jit
 def _sum_blocks(parts):
     """parts (B, ...) summed over B in block order (a fixed, thread-free order)."""
@@ -247,25 +210,179 @@ def _sum_blocks(parts):
     return out
 
 
+# ------------------------------------- batches: convolution as matrix products
+# For a batch of PARALLEL_MIN samples or more, each sample's convolution is one
+# matrix product, computed by the BLAS NumPy links (one BLAS thread per call,
+# several calls at once in the threads). The product's input is im2col in a
+# "shifted rows" layout: with the image flattened (C, H*W), tap (i, j) of map c
+# reads the row from i*W + j on, so each column of the matrix is one contiguous
+# slice of the image. Sliding over the flattened image also produces KW - 1
+# outputs at the end of every output row that wrap around into the next image
+# row: the products compute them (L = (OH-1)*W + OW columns instead of OH*OW)
+# and ``_crop_rows`` drops them. A last row of ones carries the bias.
+
 @jit
-def _table_backward_blocks(x, w, dy, out_idx, in_idx, size, dx, dw_parts, db_parts, first, last):
-    """Blocks first..last-1 of ``size`` samples: their dx, and each block's partial
-    weight and bias gradients in dw_parts[block], db_parts[block]."""
-    for blk in range(first, last):
-        lo, hi = blk * size, min(x.shape[0], (blk + 1) * size)
-        _table_backward_block(x[lo:hi], w, dy[lo:hi], out_idx, in_idx,
-                              dx[lo:hi], dw_parts[blk], db_parts[blk])
+def _shifted_rows(x, kh, kw, rows):
+    """x (n, C, H, W) -> rows (n, C*KH*KW + 1, L): rows[n, (c, i, j), s] is
+    x[n, c] flattened, at i*W + j + s; the last row is ones."""
+    N, C, H, W = x.shape
+    L = rows.shape[2]
+    # BEGIN SOLUTION im2col
+    for n in range(N):
+        for c in range(C):
+            image = x[n, c].reshape(-1)
+            for i in range(kh):
+                for j in range(kw):
+                    src, dst = image[i * W + j:i * W + j + L], rows[n, (c * kh + i) * kw + j]
+                    for s in range(L):
+                        dst[s] = src[s]
+        ones = rows[n, rows.shape[1] - 1]
+        for s in range(L):
+            ones[s] = 1
+    # END SOLUTION
 
 
-def table_conv2d_backward(x, w, dy, out_idx, in_idx):
-    """Numba version of ``numpy_ref.table_conv2d_backward``."""
-    blocks, size = _blocks(x.shape[0])
-    dx = np.empty_like(x)
-    dw_parts = np.empty((blocks,) + w.shape, dtype=x.dtype)
-    db_parts = np.empty((blocks, dy.shape[1]), dtype=x.dtype)
-    _in_threads(_table_backward_blocks, blocks, lambda first, last: (
-        x, w, dy, out_idx, in_idx, size, dx, dw_parts, db_parts, first, last), x.shape[0])
-    return dx, _sum_blocks(dw_parts), _sum_blocks(db_parts)
+@jit
+def _crop_rows(wide, W, y):
+    """wide (n, F, L) -> y (n, F, OH, OW): output row p is wide[n, f, p*W:p*W + OW]."""
+    N, F, OH, OW = y.shape
+    for n in range(N):
+        for f in range(F):
+            for p in range(OH):
+                src, dst = wide[n, f, p * W:p * W + OW], y[n, f, p]
+                for q in range(OW):
+                    dst[q] = src[q]
+
+
+@jit
+def _pad_rows(dy, W, wide):
+    """dy (n, F, OH, OW) -> wide (n, F, L), zero at the wrapped-around positions (so
+    they add nothing to a gradient)."""
+    N, F, OH, OW = dy.shape
+    L = wide.shape[2]
+    for n in range(N):
+        for f in range(F):
+            row = wide[n, f]
+            for s in range(L):
+                row[s] = 0
+            for p in range(OH):
+                src, dst = dy[n, f, p], row[p * W:p * W + OW]
+                for q in range(OW):
+                    dst[q] = src[q]
+
+
+@jit
+def _add_shifted_rows(drows, kh, kw, dx):
+    """Adjoint of ``_shifted_rows`` (without the ones): drows (n, C*KH*KW, L) ->
+    dx (n, C, H, W), each entry added back where it was read from."""
+    N, C, H, W = dx.shape
+    L = drows.shape[2]
+    # BEGIN SOLUTION col2im
+    for n in range(N):
+        for c in range(C):
+            image = dx[n, c].reshape(-1)
+            for s in range(H * W):
+                image[s] = 0
+            for i in range(kh):
+                for j in range(kw):
+                    src, dst = drows[n, (c * kh + i) * kw + j], image[i * W + j:i * W + j + L]
+                    for s in range(L):
+                        dst[s] += src[s]
+    # END SOLUTION
+
+
+def _wide_length(H, W, KH, KW):
+    """L, the columns of shifted rows: OH output rows of W, less the last row's KW - 1."""
+    return (H - KH) * W + W - KW + 1
+
+
+def _samples_per_chunk(rows_per_sample, x):
+    """How many samples' shifted rows fit in ``CHUNK_BYTES`` (at least one)."""
+    return max(1, CHUNK_BYTES // (rows_per_sample * x.itemsize))
+
+
+def _conv_forward_span(x, wb, KH, KW, y, lo, hi):
+    """Samples lo..hi-1, a chunk at a time: y[n] = wb @ rows[n]."""
+    W, L = x.shape[3], _wide_length(*x.shape[2:], KH, KW)
+    chunk = _samples_per_chunk(wb.shape[1] * L, x)
+    rows = np.empty((chunk, wb.shape[1], L), dtype=x.dtype)
+    wide = np.empty((chunk, wb.shape[0], L), dtype=x.dtype)
+    # BEGIN SOLUTION conv.forward c3.forward
+    for a in range(lo, hi, chunk):
+        n = min(chunk, hi - a)
+        _shifted_rows(x[a:a + n], KH, KW, rows[:n])
+        np.matmul(wb, rows[:n], out=wide[:n])
+        _crop_rows(wide[:n], W, y[a:a + n])
+    # END SOLUTION
+
+
+def _conv_backward_span(x, w2, dy, KH, KW, dx, dwb, lo, hi):
+    """Samples lo..hi-1, a chunk at a time: each sample's (weight | bias) gradient
+    transposed into dwb[n] (C*KH*KW + 1, F), and dx unless it has no samples."""
+    F, W, L = w2.shape[0], x.shape[3], _wide_length(*x.shape[2:], KH, KW)
+    chunk = _samples_per_chunk((w2.shape[1] + 1) * L, x)
+    rows = np.empty((chunk, w2.shape[1] + 1, L), dtype=x.dtype)
+    wide = np.empty((chunk, F, L), dtype=x.dtype)
+    drows = np.empty((chunk, w2.shape[1], L), dtype=x.dtype) if dx.shape[0] else None
+    # BEGIN SOLUTION conv.backward c3.backward
+    for a in range(lo, hi, chunk):
+        n = min(chunk, hi - a)
+        _shifted_rows(x[a:a + n], KH, KW, rows[:n])
+        _pad_rows(dy[a:a + n], W, wide[:n])
+        np.matmul(rows[:n], wide[:n].transpose(0, 2, 1), out=dwb[a:a + n])
+        if drows is not None:
+            np.matmul(w2.T, wide[:n], out=drows[:n])
+            _add_shifted_rows(drows[:n], KH, KW, dx[a:a + n])
+    # END SOLUTION
+
+
+def _conv_batch_forward(x, w2, b, KH, KW):
+    """x (N, C, H, W), w2 (F, C*KH*KW), b (F,) -> y (N, F, OH, OW), one product a sample."""
+    N, C, H, W = x.shape
+    y = np.empty((N, w2.shape[0], H - KH + 1, W - KW + 1), dtype=x.dtype)
+    wb = np.concatenate([w2, b[:, None]], axis=1)
+    _in_threads(_conv_forward_span, N, lambda lo, hi: (x, wb, KH, KW, y, lo, hi), N, blas=True)
+    return y
+
+
+def _conv_batch_backward(x, w2, dy, KH, KW, need_dx):
+    """Gradients of ``_conv_batch_forward``: dx (or None), dw2 (F, C*KH*KW), db (F,).
+    The per-sample gradients are summed in sample order (independent of the threads)."""
+    N = x.shape[0]
+    dx = np.empty((N if need_dx else 0,) + x.shape[1:], dtype=x.dtype)
+    dwb = np.empty((N, w2.shape[1] + 1, w2.shape[0]), dtype=x.dtype)
+    _in_threads(_conv_backward_span, N, lambda lo, hi: (x, w2, dy, KH, KW, dx, dwb, lo, hi),
+                N, blas=True)
+    total = _sum_blocks(dwb)
+    return (dx if need_dx else None), np.ascontiguousarray(total[:-1].T), total[-1].copy()
+
+
+def table_conv2d_forward(x, w, b, out_idx, in_idx):
+    """Numba version of ``numpy_ref.table_conv2d_forward``: loops over the connections
+    for small batches, a product with the zero-filled dense weight for the others."""
+    N, C, H, W = x.shape
+    K, KH, KW = w.shape
+    if N >= PARALLEL_MIN:
+        dense = table_to_dense(w, out_idx, in_idx, b.shape[0], C)
+        return _conv_batch_forward(x, dense.reshape(b.shape[0], -1), b, KH, KW)
+    y = np.empty((N, b.shape[0], H - KH + 1, W - KW + 1), dtype=x.dtype)
+    _table_forward_samples(x, w, b, out_idx, in_idx, y)
+    return y
+
+
+def table_conv2d_backward(x, w, dy, out_idx, in_idx, need_dx=True):
+    """Numba version of ``numpy_ref.table_conv2d_backward`` (skips dx if not ``need_dx``)."""
+    N, C = x.shape[:2]
+    K, KH, KW = w.shape
+    F = dy.shape[1]
+    if N >= PARALLEL_MIN:
+        dense = table_to_dense(w, out_idx, in_idx, F, C).reshape(F, -1)
+        dx, dw2, db = _conv_batch_backward(x, dense, dy, KH, KW, need_dx)
+        return dx, dw2.reshape(F, C, KH, KW)[out_idx, in_idx], db
+    dx = np.empty((N if need_dx else 0,) + x.shape[1:], dtype=x.dtype)
+    dw, db = np.empty_like(w), np.empty(F, dtype=x.dtype)
+    _table_backward_block(x, w, dy, out_idx, in_idx, dx, dw, db)
+    return (dx if need_dx else None), dw, db
 
 
 @functools.lru_cache
@@ -276,73 +393,181 @@ def _all_pairs(F, C):
 
 
 def conv2d_forward(x, w, b):
-    """Numba version of ``numpy_ref.conv2d_forward``: a table convolution with every
-    pair connected, or, for a batch whose kernel covers the input (C5), a dense layer."""
+    """Numba version of ``numpy_ref.conv2d_forward``: for small batches a table
+    convolution with every pair connected; for batches, one product a sample, or
+    a dense layer when the kernel covers the input (C5)."""
     F, C, KH, KW = w.shape
     N = x.shape[0]
-    if N >= PARALLEL_MIN and x.shape[2:] == w.shape[2:]:
+    if N < PARALLEL_MIN:
+        return table_conv2d_forward(x, w.reshape(F * C, KH, KW), b, *_all_pairs(F, C))
+    if x.shape[2:] == w.shape[2:]:
         w2 = np.ascontiguousarray(w.reshape(F, C * KH * KW).T)
         return dense_forward(x.reshape(N, C * KH * KW), w2, b).reshape(N, F, 1, 1)
-    return table_conv2d_forward(x, w.reshape(F * C, KH, KW), b, *_all_pairs(F, C))
+    return _conv_batch_forward(x, w.reshape(F, -1), b, KH, KW)
 
 
-def conv2d_backward(x, w, dy):
+def conv2d_backward(x, w, dy, need_dx=True):
     """Numba version of ``numpy_ref.conv2d_backward``."""
     F, C, KH, KW = w.shape
     N = x.shape[0]
-    if N >= PARALLEL_MIN and x.shape[2:] == w.shape[2:]:
+    if N < PARALLEL_MIN:
+        dx, dw, db = table_conv2d_backward(x, w.reshape(F * C, KH, KW), dy,
+                                           *_all_pairs(F, C), need_dx)
+        return dx, dw.reshape(w.shape), db
+    if x.shape[2:] == w.shape[2:]:
         w2 = np.ascontiguousarray(w.reshape(F, C * KH * KW).T)
         dx, dw2, db = dense_backward(x.reshape(N, C * KH * KW), w2, dy.reshape(N, F))
-        return dx.reshape(x.shape), np.ascontiguousarray(dw2.T).reshape(w.shape), db
-    dx, dw, db = table_conv2d_backward(x, w.reshape(F * C, KH, KW), dy, *_all_pairs(F, C))
-    return dx, dw.reshape(w.shape), db
+        return ((dx.reshape(x.shape) if need_dx else None),
+                np.ascontiguousarray(dw2.T).reshape(w.shape), db)
+    dx, dw2, db = _conv_batch_backward(x, w.reshape(F, -1), dy, KH, KW, need_dx)
+    return dx, dw2.reshape(w.shape), db
 
 
 @jit
-def subsample_forward(x, coef, bias, scale):
-    """Numba version of ``numpy_ref.subsample_forward``."""
+def _subsample_forward_samples(x, coef, bias, scale, y):
+    """Samples x (n, C, H, W) one after another into y (n, C, H/2, W/2)."""
     N, C, H, W = x.shape
     OH, OW = H // 2, W // 2
-    y = np.empty((N, C, OH, OW), dtype=x.dtype)
     # BEGIN SOLUTION subsampling.forward
     for n in range(N):
         for c in range(C):
             g = coef[c] * scale
             for p in range(OH):
+                top, bottom = x[n, c, 2 * p], x[n, c, 2 * p + 1]
                 for q in range(OW):
-                    s = (x[n, c, 2 * p, 2 * q] + x[n, c, 2 * p, 2 * q + 1]
-                         + x[n, c, 2 * p + 1, 2 * q] + x[n, c, 2 * p + 1, 2 * q + 1])
+                    s = top[2 * q] + top[2 * q + 1] + bottom[2 * q] + bottom[2 * q + 1]
                     y[n, c, p, q] = g * s + bias[c]
     # END SOLUTION
+
+
+def subsample_forward(x, coef, bias, scale):
+    """Numba version of ``numpy_ref.subsample_forward``."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, H // 2, W // 2), dtype=x.dtype)
+    _in_threads(_subsample_forward_samples, N,
+                lambda lo, hi: (x[lo:hi], coef, bias, scale, y[lo:hi]), N,
+                min_batch=PARALLEL_MIN_LIGHT)
     return y
 
 
 @jit
-def subsample_backward(x, coef, dy, scale):
-    """Numba version of ``numpy_ref.subsample_backward``."""
+def _subsample_backward_block(x, coef, dy, scale, dx, dcoef, dbias):
+    """Samples x (n, C, H, W): dx per sample, and the block's coefficient and bias
+    gradient sums written into dcoef (C,) and dbias (C,)."""
     N, C, H, W = x.shape
     OH, OW = H // 2, W // 2
-    dx = np.empty_like(x)
-    dcoef = np.zeros(C, dtype=x.dtype)
-    dbias = np.zeros(C, dtype=x.dtype)
+    dcoef[...] = 0
+    dbias[...] = 0
     # BEGIN SOLUTION subsampling.backward
-    for n in range(N):
-        for c in range(C):
-            g = coef[c] * scale
+    for c in range(C):
+        g = coef[c] * scale
+        acc_coef, acc_bias = dcoef[c], dbias[c]          # zeros of x's dtype
+        for n in range(N):
             for p in range(OH):
+                top, bottom = x[n, c, 2 * p], x[n, c, 2 * p + 1]
+                dtop, dbottom = dx[n, c, 2 * p], dx[n, c, 2 * p + 1]
                 for q in range(OW):
                     d = dy[n, c, p, q]
-                    s = (x[n, c, 2 * p, 2 * q] + x[n, c, 2 * p, 2 * q + 1]
-                         + x[n, c, 2 * p + 1, 2 * q] + x[n, c, 2 * p + 1, 2 * q + 1])
-                    dcoef[c] += scale * d * s
-                    dbias[c] += d
+                    s = top[2 * q] + top[2 * q + 1] + bottom[2 * q] + bottom[2 * q + 1]
+                    acc_coef += d * s
+                    acc_bias += d
                     gd = g * d
-                    dx[n, c, 2 * p, 2 * q] = gd
-                    dx[n, c, 2 * p, 2 * q + 1] = gd
-                    dx[n, c, 2 * p + 1, 2 * q] = gd
-                    dx[n, c, 2 * p + 1, 2 * q + 1] = gd
+                    dtop[2 * q] = gd
+                    dtop[2 * q + 1] = gd
+                    dbottom[2 * q] = gd
+                    dbottom[2 * q + 1] = gd
+        dcoef[c] = scale * acc_coef
+        dbias[c] = acc_bias
     # END SOLUTION
-    return dx, dcoef, dbias
+
+
+@jit
+def _subsample_backward_blocks(x, coef, dy, scale, size, dx, dcoef_parts, dbias_parts,
+                               first, last):
+    """Blocks first..last-1 of ``size`` samples: their dx, and each block's partial
+    coefficient and bias gradients in dcoef_parts[block], dbias_parts[block]."""
+    for blk in range(first, last):
+        lo, hi = blk * size, min(x.shape[0], (blk + 1) * size)
+        _subsample_backward_block(x[lo:hi], coef, dy[lo:hi], scale, dx[lo:hi],
+                                  dcoef_parts[blk], dbias_parts[blk])
+
+
+def subsample_backward(x, coef, dy, scale):
+    """Numba version of ``numpy_ref.subsample_backward``."""
+    blocks, size = _blocks(x.shape[0])
+    dx = np.empty_like(x)
+    dcoef_parts = np.empty((blocks, x.shape[1]), dtype=x.dtype)
+    dbias_parts = np.empty((blocks, x.shape[1]), dtype=x.dtype)
+    _in_threads(_subsample_backward_blocks, blocks, lambda first, last: (
+        x, coef, dy, scale, size, dx, dcoef_parts, dbias_parts, first, last), x.shape[0],
+        min_batch=PARALLEL_MIN_LIGHT)
+    return dx, _sum_blocks(dcoef_parts), _sum_blocks(dbias_parts)
+
+
+# ---------------------------------------------------------- max-pooling
+@jit
+def _maxpool_forward_samples(x, k, stride, y, winner):
+    """Samples x (n, C, H, W) into y and winner (n, C, OH, OW), written in place."""
+    N, C = x.shape[0], x.shape[1]
+    OH, OW = y.shape[2], y.shape[3]
+    # BEGIN SOLUTION maxpool
+    for n in range(N):
+        for c in range(C):
+            for p in range(OH):
+                for q in range(OW):
+                    r, s = p * stride, q * stride
+                    best, at, nan = x[n, c, r, s], 0, False
+                    for i in range(k):
+                        for j in range(k):                   # along a row of x
+                            v = x[n, c, r + i, s + j]
+                            nan |= v != v
+                            if v > best:                     # strict: ties keep the first
+                                best, at = v, i * k + j
+                    if nan:                                  # rare: as argmax, the first NaN
+                        for t in range(k * k):
+                            v = x[n, c, r + t // k, s + t % k]
+                            if v != v:
+                                best, at = v, t
+                                break
+                    y[n, c, p, q] = best
+                    winner[n, c, p, q] = at
+    # END SOLUTION
+
+
+def maxpool_forward(x, k, stride):
+    """Numba version of ``numpy_ref.maxpool_forward``."""
+    N, C, H, W = x.shape
+    shape = (N, C, (H - k) // stride + 1, (W - k) // stride + 1)
+    y = np.empty(shape, dtype=x.dtype)
+    winner = np.empty(shape, dtype=np.int64)
+    _in_threads(_maxpool_forward_samples, N,
+                lambda lo, hi: (x[lo:hi], k, stride, y[lo:hi], winner[lo:hi]), N)
+    return y, winner
+
+
+@jit
+def _maxpool_backward_samples(dy, winner, k, stride, dx):
+    """Samples dy, winner (n, C, OH, OW) into dx (n, C, H, W): zeros, then each dy
+    added at its window's winner (so overlapping windows sum)."""
+    N, C, OH, OW = dy.shape
+    dx[...] = 0
+    # BEGIN SOLUTION maxpool
+    for n in range(N):
+        for c in range(C):
+            for p in range(OH):
+                for q in range(OW):
+                    at = winner[n, c, p, q]
+                    dx[n, c, p * stride + at // k, q * stride + at % k] += dy[n, c, p, q]
+    # END SOLUTION
+
+
+def maxpool_backward(dy, winner, x_shape, k, stride):
+    """Numba version of ``numpy_ref.maxpool_backward``: each sample's dx is written
+    by one thread only, so the sums do not depend on the threads."""
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _in_threads(_maxpool_backward_samples, dy.shape[0],
+                lambda lo, hi: (dy[lo:hi], winner[lo:hi], k, stride, dx[lo:hi]), dy.shape[0])
+    return dx
 
 
 # ------------------------------------------------------- dense and RBF
@@ -365,17 +590,34 @@ def _dense_forward_samples(x, w, b, y):
         _dense_forward_one(x[n], w, b, y[n])
 
 
+def _dense_forward_blocks(x, w, b, size, y, first, last):
+    """Blocks first..last-1 of ``size`` samples: y = x @ w + b, one product a block."""
+    # BEGIN SOLUTION dense.forward
+    for blk in range(first, last):
+        lo, hi = blk * size, min(x.shape[0], (blk + 1) * size)
+        np.matmul(x[lo:hi], w, out=y[lo:hi])
+        y[lo:hi] += b
+    # END SOLUTION
+
+
 def dense_forward(x, w, b):
-    """Numba version of ``numpy_ref.dense_forward``."""
+    """Numba version of ``numpy_ref.dense_forward``: loops for small batches, one BLAS
+    product per fixed block of samples for the others (so a row's result does not
+    depend on how the threads split the batch)."""
     y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
-    _in_threads(_dense_forward_samples, x.shape[0], lambda lo, hi: (x[lo:hi], w, b, y[lo:hi]),
-                x.shape[0])
+    if x.shape[0] < PARALLEL_MIN:
+        _dense_forward_samples(x, w, b, y)
+        return y
+    blocks, size = _blocks(x.shape[0])
+    _in_threads(_dense_forward_blocks, blocks,
+                lambda first, last: (x, w, b, size, y, first, last), x.shape[0], blas=True,
+                min_batch=PARALLEL_MIN_LIGHT)
     return y
 
 
 @jit
 def _dense_backward_block(x, w, dy, dx, dw, db):
-    """Samples x (n, D): dx per sample, the block's dw and db sums written in place."""
+    """Samples x (n, D) of a small batch: dx per sample, dw and db sums written in place."""
     D, M = w.shape
     dw[...] = 0
     db[...] = 0
@@ -393,22 +635,29 @@ def _dense_backward_block(x, w, dy, dx, dw, db):
     # END SOLUTION
 
 
-@jit
-def _dense_backward_blocks(x, w, dy, size, dx, dw_parts, db_parts, first, last):
-    for blk in range(first, last):
-        lo, hi = blk * size, min(x.shape[0], (blk + 1) * size)
-        _dense_backward_block(x[lo:hi], w, dy[lo:hi], dx[lo:hi], dw_parts[blk], db_parts[blk])
+def _dense_backward_tasks(x, w, dy, dx, dw, db, first, last):
+    """Tasks first..last-1 of two, each one BLAS product over the whole batch (so the
+    result does not depend on the threads): 0 is dw and db, 1 is dx."""
+    # BEGIN SOLUTION dense.backward
+    for task in range(first, last):
+        if task == 0:
+            np.matmul(x.T, dy, out=dw)
+            np.sum(dy, axis=0, out=db)
+        else:
+            np.matmul(dy, w.T, out=dx)
+    # END SOLUTION
 
 
 def dense_backward(x, w, dy):
     """Numba version of ``numpy_ref.dense_backward``."""
-    blocks, size = _blocks(x.shape[0])
-    dx = np.empty_like(x)
-    dw_parts = np.empty((blocks,) + w.shape, dtype=x.dtype)
-    db_parts = np.empty((blocks, w.shape[1]), dtype=x.dtype)
-    _in_threads(_dense_backward_blocks, blocks, lambda first, last: (
-        x, w, dy, size, dx, dw_parts, db_parts, first, last), x.shape[0])
-    return dx, _sum_blocks(dw_parts), _sum_blocks(db_parts)
+    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(w.shape[1], dtype=x.dtype)
+    if x.shape[0] < PARALLEL_MIN:
+        _dense_backward_block(x, w, dy, dx, dw, db)
+    else:
+        _in_threads(_dense_backward_tasks, 2, lambda first, last: (
+            x, w, dy, dx, dw, db, first, last), x.shape[0], blas=True,
+            min_batch=PARALLEL_MIN_LIGHT)
+    return dx, dw, db
 
 
 @jit
@@ -431,10 +680,10 @@ def _rbf_samples(x, centers, y):
 
 
 def rbf_forward(x, centers):
-    """Numba version of ``numpy_ref.rbf_forward``."""
+    """Numba version of ``numpy_ref.rbf_forward`` (one thread: a batch of 1000 takes
+    0.1 ms, less than handing half of it to a second thread costs)."""
     y = np.empty((x.shape[0], centers.shape[0]), dtype=x.dtype)
-    _in_threads(_rbf_samples, x.shape[0], lambda lo, hi: (x[lo:hi], centers, y[lo:hi]),
-                x.shape[0])
+    _rbf_samples(x, centers, y)
     return y
 
 
@@ -464,8 +713,7 @@ def _rbf_backward_samples(x, centers, dy, dx):
 def rbf_backward(x, centers, dy):
     """Numba version of ``numpy_ref.rbf_backward``."""
     dx = np.empty_like(x)
-    _in_threads(_rbf_backward_samples, x.shape[0],
-                lambda lo, hi: (x[lo:hi], centers, dy[lo:hi], dx[lo:hi]), x.shape[0])
+    _rbf_backward_samples(x, centers, dy, dx)
     return dx
 
 
@@ -563,12 +811,16 @@ def paper_step(x, labels, P, G, flat_p, flat_g, flat_rates, pairs, centers, scal
     a1 = np.empty((N, F1, x.shape[2] - K1 + 1, x.shape[3] - K1 + 1), dtype=x.dtype)
     _table_forward_samples(x, w1r, b1, out1, in1, a1)
     z1 = _squash(a1)
-    z2 = _squash(subsample_forward(z1, c2, b2, scale2))
+    s2 = np.empty((N, F1, z1.shape[2] // 2, z1.shape[3] // 2), dtype=x.dtype)
+    _subsample_forward_samples(z1, c2, b2, scale2, s2)
+    z2 = _squash(s2)
     a3 = np.empty((N, b3.shape[0], z2.shape[2] - w3.shape[1] + 1, z2.shape[3] - w3.shape[2] + 1),
                   dtype=x.dtype)
     _table_forward_samples(z2, w3, b3, out3, in3, a3)
     z3 = _squash(a3)
-    z4 = _squash(subsample_forward(z3, c4, b4, scale4))
+    s4 = np.empty((N, a3.shape[1], a3.shape[2] // 2, a3.shape[3] // 2), dtype=x.dtype)
+    _subsample_forward_samples(z3, c4, b4, scale4, s4)
+    z4 = _squash(s4)
     a5 = np.empty((N, F5, 1, 1), dtype=x.dtype)
     _table_forward_samples(z4, w5r, b5, out5, in5, a5)
     z5 = _squash(a5).reshape(N, F5)
@@ -586,14 +838,12 @@ def paper_step(x, labels, P, G, flat_p, flat_g, flat_rates, pairs, centers, scal
     dz4 = np.empty_like(z4)
     _table_backward_block(z4, w5r, _squash_backward(z5, dz5).reshape(N, F5, 1, 1),
                           out5, in5, dz4, G[8].reshape(w5r.shape), G[9])
-    dz3, dc4, db4 = subsample_backward(z3, c4, _squash_backward(z4, dz4), scale4)
-    _copy(G[6], dc4)
-    _copy(G[7], db4)
+    dz3 = np.empty_like(z3)
+    _subsample_backward_block(z3, c4, _squash_backward(z4, dz4), scale4, dz3, G[6], G[7])
     dz2 = np.empty_like(z2)
     _table_backward_block(z2, w3, _squash_backward(z3, dz3), out3, in3, dz2, G[4], G[5])
-    dz1, dc2, db2 = subsample_backward(z1, c2, _squash_backward(z2, dz2), scale2)
-    _copy(G[2], dc2)
-    _copy(G[3], db2)
+    dz1 = np.empty_like(z1)
+    _subsample_backward_block(z1, c2, _squash_backward(z2, dz2), scale2, dz1, G[2], G[3])
     no_dx = np.empty((0,) + x.shape[1:], dtype=x.dtype)     # C1 needs no input gradient
     _table_backward_block(x, w1r, _squash_backward(z1, dz1), out1, in1, no_dx,
                           G[0].reshape(w1r.shape), G[1])

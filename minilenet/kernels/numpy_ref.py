@@ -79,7 +79,7 @@ def conv2d_forward(x, w, b):
     return y
 
 
-def conv2d_backward(x, w, dy):
+def conv2d_backward(x, w, dy, need_dx=True):
     """Gradients of ``conv2d_forward``.
 
     Parameters
@@ -87,6 +87,9 @@ def conv2d_backward(x, w, dy):
     x : ndarray of shape (N, C, H, W)
     w : ndarray of shape (F, C, KH, KW)
     dy : ndarray of shape (N, F, OH, OW)
+    need_dx : bool, False when nothing uses the input gradient (a network's
+        first layer): dx is then None (here it is still computed, for
+        readability; the Numba twin skips it).
 
     Returns
     -------
@@ -103,7 +106,7 @@ def conv2d_backward(x, w, dy):
     dcols = w.reshape(F, -1).T @ dy2                           # (N, C*KH*KW, OH*OW)
     dx = col2im(dcols.reshape(N, C, KH, KW, OH, OW), x.shape)
     # END SOLUTION
-    return dx, dw, db
+    return (dx if need_dx else None), dw, db
 
 
 def table_to_dense(w, out_idx, in_idx, n_out, n_in):
@@ -135,8 +138,9 @@ def table_conv2d_forward(x, w, b, out_idx, in_idx):
     return y
 
 
-def table_conv2d_backward(x, w, dy, out_idx, in_idx):
-    """Gradients of ``table_conv2d_forward``: dx (N, C, H, W), dw (K, KH, KW), db (F,).
+def table_conv2d_backward(x, w, dy, out_idx, in_idx, need_dx=True):
+    """Gradients of ``table_conv2d_forward``: dx (N, C, H, W), dw (K, KH, KW), db (F,);
+    dx is None when ``need_dx`` is False (see ``conv2d_backward``).
 
     Only connected kernels get a gradient: the dense gradient is gathered back
     at the table's connections.
@@ -146,7 +150,7 @@ def table_conv2d_backward(x, w, dy, out_idx, in_idx):
     dx, dw_dense, db = conv2d_backward(x, dense, dy)
     dw = dw_dense[out_idx, in_idx]
     # END SOLUTION
-    return dx, dw, db
+    return (dx if need_dx else None), dw, db
 
 
 # ---------------------------------------------------------- subsampling
@@ -182,6 +186,56 @@ def subsample_backward(x, coef, dy, scale):
     dx = np.repeat(np.repeat(g, 2, axis=2), 2, axis=3)
     # END SOLUTION
     return dx, dcoef, dbias
+
+
+# ---------------------------------------------------------- max-pooling
+def maxpool_forward(x, k, stride):
+    """Maximum over every K x K window.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    k, stride : int
+
+    Returns
+    -------
+    y : ndarray of shape (N, C, OH, OW), each window's maximum, with
+        OH = (H - K) // stride + 1 and OW = (W - K) // stride + 1
+    winner : int64 ndarray of shape (N, C, OH, OW), the place ``i * K + j`` in its
+        window of the *first* maximum in row-major order (``argmax``'s choice:
+        of tied maxima the first wins; a NaN counts as the maximum)
+    """
+    N, C, H, W = x.shape
+    OH, OW = (H - k) // stride + 1, (W - k) // stride + 1
+    # BEGIN SOLUTION maxpool
+    cols = im2col(x, k, k, stride).reshape(N, C, k * k, OH, OW)
+    winner = cols.argmax(axis=2)
+    y = np.take_along_axis(cols, winner[:, :, None], axis=2)[:, :, 0]
+    # END SOLUTION
+    return y, winner
+
+
+def maxpool_backward(dy, winner, x_shape, k, stride):
+    """Gradient of ``maxpool_forward``: each window's dy goes to its winner only.
+
+    Parameters
+    ----------
+    dy : ndarray of shape (N, C, OH, OW)
+    winner : int64 ndarray of shape (N, C, OH, OW), from ``maxpool_forward``
+    x_shape : tuple (N, C, H, W)
+    k, stride : int
+
+    Returns
+    -------
+    dx : ndarray of shape (N, C, H, W), summing where windows overlap (stride < K)
+    """
+    N, C, OH, OW = dy.shape
+    # BEGIN SOLUTION maxpool
+    dcols = np.zeros((N, C, k * k, OH, OW), dtype=dy.dtype)
+    np.put_along_axis(dcols, winner[:, :, None], dy[:, :, None], axis=2)
+    dx = col2im(dcols.reshape(N, C, k, k, OH, OW), x_shape, stride)
+    # END SOLUTION
+    return dx
 
 
 # ---------------------------------------------------------- dense, RBF
