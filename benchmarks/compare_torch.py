@@ -55,6 +55,7 @@ import numpy as np
 import torch_reference
 from minilenet import fused, lenet5
 from minilenet.fileio import atomic_write
+from minilenet import kernels
 from minilenet.kernels import threads as minilenet_pool
 from minilenet.optimizers import SDLM
 from minilenet.train import Data, TrainConfig, Trainer
@@ -110,13 +111,28 @@ def torch_settings(threads, batch):
     yield
 
 
-def passes(variant, batch, x, y, n):
+def passes(variant, batch, x, y, n, torch_alone=False):
     """{column: (threads context, one pass over n images -> last loss)}, in the
     order minilenet 1, torch 1, minilenet 2, torch 2, and minilenet's path; every
-    column has its own model, all from the same weights."""
+    column has its own model, all from the same weights. ``torch_alone``: the
+    PyTorch columns only, built without running a minilenet kernel."""
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     out, path = {}, "predict_scores"
     for t in THREADS:
+        if torch_alone:
+            net = torch_reference.from_minilenet(lenet5(variant))
+            if batch is None:
+                net.eval()
+            pt_step = None if batch is None else torch_reference.train_step(net)
+
+            def pt(net=net, step=pt_step, b=batch or INFER_BATCH):
+                with torch.inference_mode() if step is None else contextlib.nullcontext():
+                    for i in range(0, n, b):
+                        loss = net(xt[i:i + b]) if step is None else step(xt[i:i + b],
+                                                                         yt[i:i + b])
+                return 0.0 if step is None else loss
+            out[f"torch_{t}"] = (lambda t=t: torch_settings(t, batch or INFER_BATCH), pt)
+            continue
         if batch is None:
             model = lenet5(variant)
             net = torch_reference.from_minilenet(model).eval()
@@ -190,7 +206,7 @@ def machine():
                      for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]}
 
 
-def run(images, repeats, log=print):
+def run(images, repeats, log=print, torch_alone=False):
     """The rows of the table (dicts, as --json writes them)."""
     rng = np.random.default_rng(0)
     size = max(images_per_run(batch, images) for *_, batch in ROWS)
@@ -200,33 +216,41 @@ def run(images, repeats, log=print):
     jobs, paths = {}, {}
     for key, label, variant, batch in ROWS:
         log(f"setting up: {label} ({images_per_run(batch, images)} images a run) ...")
-        columns, paths[key] = passes(variant, batch, x, y, images_per_run(batch, images))
+        columns, paths[key] = passes(variant, batch, x, y, images_per_run(batch, images),
+                                     torch_alone)
         jobs.update({(key, c): job for c, job in columns.items()})
     seconds, losses = interleaved(jobs, repeats, log)
     rows = []
     for key, label, variant, batch in ROWS:
         n = images_per_run(batch, images)
-        times = {c: seconds[key, c] for c in COLUMNS}
+        times = {c: seconds[key, c] for c in COLUMNS if (key, c) in seconds}
         rate = {c: n / statistics.median(t) for c, t in times.items()}
-        rows.append({"key": key, "label": label, "variant": variant,
-                     "batch": batch or INFER_BATCH, "images_per_run": n,
-                     "minilenet_path": paths[key], "torch_onednn": batch != 1,
-                     "images_per_s": rate, "seconds": times,
-                     "spread": {c: max(t) / min(t) for c, t in times.items()},
-                     "final_loss": {c: float(losses[key, c]) for c in COLUMNS},
-                     "ratio_2_best": rate["minilenet_2"] / max(rate["torch_1"], rate["torch_2"]),
-                     "ratio_1_1": rate["minilenet_1"] / rate["torch_1"]})
+        row = {"key": key, "label": label, "variant": variant,
+               "batch": batch or INFER_BATCH, "images_per_run": n,
+               "minilenet_path": None if torch_alone else paths[key],
+               "torch_onednn": batch != 1, "images_per_s": rate, "seconds": times,
+               "spread": {c: max(t) / min(t) for c, t in times.items()},
+               "final_loss": {c: float(losses[key, c]) for c in times}}
+        if not torch_alone:
+            row["ratio_2_best"] = rate["minilenet_2"] / max(rate["torch_1"], rate["torch_2"])
+            row["ratio_1_1"] = rate["minilenet_1"] / rate["torch_1"]
+        rows.append(row)
     return rows
 
 
 def format_table(rows):
-    head = ["images/s", "minilenet 1 thread", "minilenet 2 threads", "PyTorch 1 thread",
-            "PyTorch 2 threads", "minilenet(2) / best PyTorch", "minilenet(1) / PyTorch(1)"]
+    alone = "ratio_1_1" not in rows[0]
+    columns = [c for c in COLUMNS if not (alone and c.startswith("minilenet"))]
+    head = ["images/s"] + [c.replace("minilenet_", "minilenet ").replace("torch_", "PyTorch ")
+                           + " thread" + ("s" if c.endswith("2") else "") for c in columns]
+    if not alone:
+        head += ["minilenet(2) / best PyTorch", "minilenet(1) / PyTorch(1)"]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for row in rows:
         rate = row["images_per_s"]
-        cells = [row["label"]] + [f"{rate[c]:,.0f}" for c in COLUMNS]
-        cells += [f"{row['ratio_2_best']:.2f}x", f"{row['ratio_1_1']:.2f}x"]
+        cells = [row["label"]] + [f"{rate[c]:,.0f}" for c in columns]
+        if not alone:
+            cells += [f"{row['ratio_2_best']:.2f}x", f"{row['ratio_1_1']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -240,6 +264,10 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes: a smoke test, not a measurement")
     p.add_argument("--json", metavar="FILE", help="write every figure and the machine here")
+    p.add_argument("--torch-alone", action="store_true",
+                   help="PyTorch's columns only, in a process where no minilenet kernel runs "
+                        "(so glibc's malloc keeps its defaults: minilenet's setting, "
+                        "kernels.MALLOC_SETTINGS, applies to the whole process)")
     args = p.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else 2 if args.quick else 7
     images = args.images if args.images is not None else 256 if args.quick else 2048
@@ -253,13 +281,16 @@ def main(argv=None):
     if load_start > 0.5:
         print(f"warning: the load average is {load_start:.2f} (above 0.5): something else "
               f"is running, the figures will be low and noisy")
-    rows = run(images, repeats, log=lambda line: print(line, file=sys.stderr, flush=True))
+    rows = run(images, repeats, log=lambda line: print(line, file=sys.stderr, flush=True),
+               torch_alone=args.torch_alone)
     load_end = os.getloadavg()[0]
     info = machine()
     print()
     print(format_table(rows))
     print()
-    print("minilenet's step: " + "; ".join(f"{r['label']}: {r['minilenet_path']}" for r in rows))
+    if not args.torch_alone:
+        print("minilenet's step: " + "; ".join(f"{r['label']}: {r['minilenet_path']}"
+                                               for r in rows))
     print(f"{'--quick: a smoke test, not a measurement; ' if args.quick else ''}"
           f"median of {repeats} timed runs each, interleaved; {info['cpus']} CPUs "
           f"({info['processor']}), Python {info['python']}, NumPy {info['numpy']}, "
@@ -279,7 +310,9 @@ def main(argv=None):
     if args.json:
         with atomic_write(args.json, "w") as f:
             json.dump({"command": command, "repeats": repeats, "images": images,
-                       "quick": args.quick, "machine": info,
+                       "quick": args.quick, "torch_alone": args.torch_alone,
+                       "malloc_settings_applied": bool(kernels._malloc_tuned),
+                       "machine": info,
                        "load_average_1min": {"start": load_start, "end": load_end},
                        "rows": rows}, f, indent=1)
     return 0

@@ -5,7 +5,7 @@ multiplies by f'(a)^2 (the f'' term is dropped, paper eq. 27).
 """
 import numpy as np
 
-from .kernels.threads import in_threads
+from .kernels.threads import get_threads, in_threads
 from .layer import Layer
 
 #: Paper eq. 6 / Appendix A: f(a) = A tanh(S a).
@@ -25,16 +25,13 @@ class Activation(Layer):
 
     def forward(self, x):
         x = self.check_input(x)
-        y = np.empty_like(x)
-        _in_spans(self.f, y, x)
+        y = _in_spans(self.f, x)
         self.cache = {"y": y, "y_shape": y.shape}
         return y
 
     def backward(self, dy):
         dy = self.check_upstream(dy)
-        dx = np.empty_like(dy)
-        _in_spans(lambda d, y: d * self.df(y), dx, dy, self.cache["y"])
-        return dx
+        return _in_spans(lambda d, y: d * self.df(y), dy, self.cache["y"])
 
     def backward_second(self, d2y):
         d2y = self.check_upstream(d2y)
@@ -58,14 +55,17 @@ class Activation(Layer):
 THREAD_MIN_ELEMENTS = 1 << 20
 
 
-def _in_spans(fn, out, *arrays):
-    """out = fn(*arrays), element-wise over a batch, in spans of samples."""
-    n = len(out)
-    min_batch = -(-THREAD_MIN_ELEMENTS // max(1, out[0].size)) if n else 1
+def _in_spans(fn, *arrays):
+    """fn(*arrays) for an element-wise fn of batches of one shape: in one call, or,
+    for THREAD_MIN_ELEMENTS elements or more, a span of samples per thread."""
+    if arrays[0].size < THREAD_MIN_ELEMENTS or get_threads() == 1:
+        return fn(*arrays)
+    out = np.empty_like(arrays[0])
 
     def span(lo, hi):
         out[lo:hi] = fn(*(a[lo:hi] for a in arrays))
-    in_threads(span, n, lambda lo, hi: (lo, hi), n, min_batch=min_batch)
+    in_threads(span, len(out), lambda lo, hi: (lo, hi), len(out), min_batch=1)
+    return out
 
 
 class ScaledTanh(Activation):

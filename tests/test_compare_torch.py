@@ -93,3 +93,22 @@ def test_quick_run_prints_the_table_and_writes_the_json(tmp_path):
     assert rows[0]["minilenet_path"] == "fused step"
     assert result["machine"]["torch"] and result["machine"]["cpus"] >= 1
     assert set(result["load_average_1min"]) == {"start", "end"}
+    assert result["malloc_settings_applied"] is True and result["torch_alone"] is False
+
+
+@pytest.mark.slow
+def test_torch_alone_runs_no_minilenet_kernel(tmp_path):
+    """--torch-alone: PyTorch's columns only, and glibc's malloc left at its defaults."""
+    _torch_reference()
+    out = tmp_path / "alone.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--repeats", "1",
+                           "--images", "64", "--torch-alone", "--json", str(out)],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("| images/s"))
+    assert "minilenet" not in header and "PyTorch 2 threads" in header
+    result = json.loads(out.read_text())
+    assert result["torch_alone"] is True and result["malloc_settings_applied"] is False
+    for row in result["rows"]:
+        assert set(row["images_per_s"]) == {"torch_1", "torch_2"}
+        assert row["minilenet_path"] is None and "ratio_2_best" not in row

@@ -272,3 +272,39 @@ def test_maxpool_gives_the_same_bits_on_any_number_of_threads(monkeypatch, rng):
     for count in (2, 3):
         for got, expected in zip(results[count], results[1]):
             assert got.tobytes() == expected.tobytes()
+
+
+def test_elementwise_layers_split_large_batches_without_changing_a_bit(monkeypatch, rng):
+    """An activation over at least THREAD_MIN_ELEMENTS elements runs in spans of
+    samples on every thread (one call on one thread), with the bits of the
+    whole-array formula."""
+    from minilenet.activations import THREAD_MIN_ELEMENTS, ScaledTanh
+    seen = []
+    spans = threads._spans
+    monkeypatch.setattr(threads, "_spans", lambda k, p: seen.append(p) or spans(k, p))
+    n = THREAD_MIN_ELEMENTS // (6 * 28 * 28) + 3
+    x = rng.standard_normal((n, 6, 28, 28)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    layer, results = ScaledTanh(), {}
+    before = threads.get_threads()
+    try:
+        for count in (1, 2):
+            threads.set_threads(count)
+            results[count] = (layer.forward(x), layer.backward(dy))
+    finally:
+        threads.set_threads(before)
+    assert seen == [2, 2]                       # forward and backward, on 2 threads
+    whole = layer.f(x)
+    for y, dx in results.values():
+        assert y.tobytes() == whole.tobytes()
+        assert dx.tobytes() == (dy * layer.df(whole)).tobytes()
+    seen.clear()
+    layer.forward(x[:2])
+    assert seen == []                                    # small arrays: one call, here
+
+
+def test_malloc_keeps_freed_memory_on_glibc():
+    import platform
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the malloc settings are glibc's (mallopt)")
+    assert kernels.keep_freed_memory() is True and kernels.keep_freed_memory() is True
