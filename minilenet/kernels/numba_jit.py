@@ -50,9 +50,10 @@ jit = njit(**OPTIONS)
 #: layer (fixed, so results do not depend on the threads).
 BLOCK = 16
 
-#: Bytes of shifted rows (the convolutions' im2col) a thread builds at a time:
-#: a quarter of a core's 1 MiB L2 cache here, so they are still in it when the
-#: product reads them.
+#: Bytes of shifted rows (the convolutions' im2col) a thread builds at a time
+#: before its products read them: about a core's L2 cache here (1 MiB). Smaller
+#: chunks ran slower on two threads (each chunk is a few Python calls, and the
+#: threads take turns at the GIL between them); 4 MiB and more, too.
 CHUNK_BYTES = 1 << 20
 
 def _blocks(N):
