@@ -38,7 +38,11 @@ class Convolution(Layer):
         return self._backprop(self.cache["x"], self.params["weight"], dy, self.grads)
 
     def backward_params(self, dy):
-        """The weight and bias gradients only: the kernels skip dx."""
+        """The weight and bias gradients only: the kernels skip dx. A layer whose
+        ``backward`` was changed (a subclass, or a method set on the instance) runs
+        that ``backward`` instead, so a changed layer is always what trains."""
+        if getattr(self.backward, "__func__", None) is not Convolution.backward:
+            return super().backward_params(dy)
         dy = self.check_upstream(dy)
         self._backprop(self.cache["x"], self.params["weight"], dy, self.grads, need_dx=False)
 

@@ -94,3 +94,32 @@ def test_backward_without_input_grad_fills_the_same_gradients(backend, variant, 
     assert model.backward(dy, input_grad=False) is None
     for name, layer, key in model.named_parameters():
         np.testing.assert_array_equal(layer.grads[key], full[name], err_msg=name)
+
+
+@pytest.mark.parametrize("how", ["subclass", "instance"])
+def test_a_changed_first_layer_backward_is_what_trains(how):
+    """input_grad=False must not bypass a first layer whose backward a student changed."""
+    from minilenet.conv import Conv2D
+
+    def doubled(self, dy):
+        dx = Conv2D.backward(self, dy)
+        self.grads["weight"] = 2 * self.grads["weight"]
+        return dx
+
+    model = lenet5()
+    c1 = model["c1"]
+    if how == "subclass":
+        c1.__class__ = type("DoubledConv2D", (Conv2D,), {"backward": doubled})
+    else:
+        c1.backward = doubled.__get__(c1)
+    x = np.random.default_rng(1).standard_normal((9, 1, 32, 32)).astype(np.float32)
+    dy = np.random.default_rng(2).standard_normal(model(x).shape).astype(np.float32)
+    model.backward(dy)
+    expected = c1.grads["weight"].copy()
+    c1.grads["weight"][...] = np.nan
+    model.backward(dy, input_grad=False)
+    np.testing.assert_array_equal(c1.grads["weight"], expected)
+    plain = lenet5()                                     # same seed: the unchanged network
+    plain(x)
+    plain.backward(dy, input_grad=False)
+    np.testing.assert_array_equal(expected, 2 * plain["c1"].grads["weight"])
