@@ -3,9 +3,8 @@
     python benchmarks/compare_torch.py [--repeats 7] [--images 2048] [--json FILE] [--quick]
 
 PyTorch is not a dependency of minilenet; this script needs it (CPU build:
-``pip install torch --index-url https://download.pytorch.org/whl/cpu``) and
-threadpoolctl (``pip install threadpoolctl``), and exits with status 2 and one
-line on stderr when either is missing.
+``pip install torch --index-url https://download.pytorch.org/whl/cpu``), and
+exits with status 2 and one line on stderr when it is missing.
 
 Rows: the paper network training at batch 1, 64 and 256, the modern variant
 training at batch 64, the paper network's inference at batch 1000. Each is
@@ -39,18 +38,16 @@ import sys
 import time
 
 try:
-    import threadpoolctl
     import torch
-except ImportError as e:
-    package = "threadpoolctl" if e.name == "threadpoolctl" else "torch"
-    how = ("pip install threadpoolctl" if package == "threadpoolctl" else
-           "pip install torch --index-url https://download.pytorch.org/whl/cpu")
-    print(f"error: {package} is not installed (minilenet does not need it; this "
-          f"comparison does): {how}", file=sys.stderr)
+except ImportError:
+    print("error: torch is not installed (minilenet does not need it; this comparison "
+          "does): pip install torch --index-url https://download.pytorch.org/whl/cpu",
+          file=sys.stderr)
     sys.exit(2)
 
 import numba
 import numpy as np
+import threadpoolctl
 
 import torch_reference
 from minilenet import fused, lenet5
@@ -119,23 +116,13 @@ def passes(variant, batch, x, y, n, torch_alone=False):
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     out, path = {}, "predict_scores"
     for t in THREADS:
-        if torch_alone:
-            net = torch_reference.from_minilenet(lenet5(variant))
-            if batch is None:
-                net.eval()
-            pt_step = None if batch is None else torch_reference.train_step(net)
-
-            def pt(net=net, step=pt_step, b=batch or INFER_BATCH):
-                with torch.inference_mode() if step is None else contextlib.nullcontext():
-                    for i in range(0, n, b):
-                        loss = net(xt[i:i + b]) if step is None else step(xt[i:i + b],
-                                                                         yt[i:i + b])
-                return 0.0 if step is None else loss
-            out[f"torch_{t}"] = (lambda t=t: torch_settings(t, batch or INFER_BATCH), pt)
-            continue
-        if batch is None:
+        if batch is None or torch_alone:
             model = lenet5(variant)
-            net = torch_reference.from_minilenet(model).eval()
+        else:
+            ml_step, model, path = minilenet_trainer(variant, batch, x, y)
+        net = torch_reference.from_minilenet(model)
+        if batch is None:
+            net.eval()
 
             def ml(model=model):
                 model.predict_scores(x[:n], INFER_BATCH)
@@ -147,19 +134,17 @@ def passes(variant, batch, x, y, n, torch_alone=False):
                         net(xt[i:i + INFER_BATCH])
                 return 0.0
         else:
-            ml_step, model, path = minilenet_trainer(variant, batch, x, y)
-            pt_step = torch_reference.train_step(torch_reference.from_minilenet(model))
-
-            def ml(step=ml_step):
+            def ml(step=None if torch_alone else ml_step):
                 for i in range(0, n, batch):
                     loss = step(x[i:i + batch], y[i:i + batch])
                 return loss
 
-            def pt(step=pt_step):
+            def pt(step=torch_reference.train_step(net)):
                 for i in range(0, n, batch):
                     loss = step(xt[i:i + batch], yt[i:i + batch])
                 return loss
-        out[f"minilenet_{t}"] = (lambda t=t: minilenet_threads(t), ml)
+        if not torch_alone:
+            out[f"minilenet_{t}"] = (lambda t=t: minilenet_threads(t), ml)
         out[f"torch_{t}"] = (lambda t=t: torch_settings(t, batch or INFER_BATCH), pt)
     return out, path
 

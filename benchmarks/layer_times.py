@@ -54,6 +54,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=15)
     args = p.parse_args(argv)
+    if args.batch < 1 or args.repeats < 1:
+        p.error(f"--batch and --repeats must be at least 1, got {args.batch} and {args.repeats}")
     rng = np.random.default_rng(0)
     x = rng.uniform(-0.1, 1.175, (args.batch, 1, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, args.batch)

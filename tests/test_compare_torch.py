@@ -65,7 +65,6 @@ def test_the_port_refuses_averaging_subsampling():
 @pytest.mark.slow
 def test_quick_run_prints_the_table_and_writes_the_json(tmp_path):
     _torch_reference()
-    pytest.importorskip("threadpoolctl")
     out = tmp_path / "compare.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
                           capture_output=True, text=True, timeout=1800)

@@ -39,9 +39,9 @@ _MODULES = {"numpy": "numpy_ref", "numba": "numba_jit"}
 #: the heap and stay there for the next step, up to the trim threshold of free
 #: memory kept: 96 MiB holds what an inference batch of 1000 frees and takes
 #: again (at 64 MiB a PyTorch model in the same process fell from 29,000 to
-#: 18,000 images/s there, and at 32 MiB minilenet halved), and a training run's
-#: peak memory stays where it was (128 MiB added 27 MiB to it). Elsewhere than
-#: glibc nothing is changed.
+#: 18,000 images/s there, and at 32 MiB minilenet halved), and it adds nothing
+#: to a training run's peak memory (128 MiB added 27 MiB). Elsewhere than glibc
+#: nothing is changed.
 MALLOC_SETTINGS = {"M_MMAP_THRESHOLD": (-3, 64 << 20), "M_TRIM_THRESHOLD": (-1, 96 << 20)}
 _malloc_tuned = None
 

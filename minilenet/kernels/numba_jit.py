@@ -346,11 +346,17 @@ def _conv_batch_forward(x, w2, b, KH, KW):
     return y
 
 
+def _dx_buffer(x, need_dx):
+    """An empty input gradient like x, or one with no samples when it is not needed
+    (the kernels then skip it)."""
+    return np.empty((x.shape[0] if need_dx else 0,) + x.shape[1:], dtype=x.dtype)
+
+
 def _conv_batch_backward(x, w2, dy, KH, KW, need_dx):
     """Gradients of ``_conv_batch_forward``: dx (or None), dw2 (F, C*KH*KW), db (F,).
     The per-sample gradients are summed in sample order (independent of the threads)."""
     N = x.shape[0]
-    dx = np.empty((N if need_dx else 0,) + x.shape[1:], dtype=x.dtype)
+    dx = _dx_buffer(x, need_dx)
     dwb = np.empty((N, w2.shape[1] + 1, w2.shape[0]), dtype=x.dtype)
     _in_threads(_conv_backward_span, N, lambda lo, hi: (x, w2, dy, KH, KW, dx, dwb, lo, hi),
                 N, blas=True)
@@ -380,7 +386,7 @@ def table_conv2d_backward(x, w, dy, out_idx, in_idx, need_dx=True):
         dense = table_to_dense(w, out_idx, in_idx, F, C).reshape(F, -1)
         dx, dw2, db = _conv_batch_backward(x, dense, dy, KH, KW, need_dx)
         return dx, dw2.reshape(F, C, KH, KW)[out_idx, in_idx], db
-    dx = np.empty((N if need_dx else 0,) + x.shape[1:], dtype=x.dtype)
+    dx = _dx_buffer(x, need_dx)
     dw, db = np.empty_like(w), np.empty(F, dtype=x.dtype)
     _table_backward_block(x, w, dy, out_idx, in_idx, dx, dw, db)
     return (dx if need_dx else None), dw, db
