@@ -191,22 +191,23 @@ def machine():
                      for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]}
 
 
-def run(images, repeats, log=print, torch_alone=False):
-    """The rows of the table (dicts, as --json writes them)."""
+def run(images, repeats, log=print, torch_alone=False, keys=None):
+    """The rows of the table (dicts, as --json writes them); ``keys``: only these rows."""
+    chosen = [row for row in ROWS if keys is None or row[0] in keys]
     rng = np.random.default_rng(0)
-    size = max(images_per_run(batch, images) for *_, batch in ROWS)
+    size = max(images_per_run(batch, images) for *_, batch in chosen)
     size = max(size, CURVATURE_SAMPLES)
     x = rng.uniform(-0.1, 1.175, (size, 1, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, size)
     jobs, paths = {}, {}
-    for key, label, variant, batch in ROWS:
+    for key, label, variant, batch in chosen:
         log(f"setting up: {label} ({images_per_run(batch, images)} images a run) ...")
         columns, paths[key] = passes(variant, batch, x, y, images_per_run(batch, images),
                                      torch_alone)
         jobs.update({(key, c): job for c, job in columns.items()})
     seconds, losses = interleaved(jobs, repeats, log)
     rows = []
-    for key, label, variant, batch in ROWS:
+    for key, label, variant, batch in chosen:
         n = images_per_run(batch, images)
         times = {c: seconds[key, c] for c in COLUMNS if (key, c) in seconds}
         rate = {c: n / statistics.median(t) for c, t in times.items()}
@@ -253,7 +254,14 @@ def main(argv=None):
                    help="PyTorch's columns only, in a process where no minilenet kernel runs "
                         "(so glibc's malloc keeps its defaults: minilenet's setting, "
                         "kernels.MALLOC_SETTINGS, applies to the whole process)")
+    p.add_argument("--rows", metavar="KEY,...",
+                   help="only these rows, by key: " + ", ".join(r[0] for r in ROWS))
     args = p.parse_args(argv)
+    keys = None if args.rows is None else args.rows.split(",")
+    unknown = [k for k in keys or () if k not in [r[0] for r in ROWS]]
+    if unknown:
+        p.error(f"--rows: unknown row {unknown[0]!r}; the rows are "
+                + ", ".join(r[0] for r in ROWS))
     repeats = args.repeats if args.repeats is not None else 2 if args.quick else 7
     images = args.images if args.images is not None else 256 if args.quick else 2048
     if repeats < 1 or images < 1:
@@ -267,7 +275,7 @@ def main(argv=None):
         print(f"warning: the load average is {load_start:.2f} (above 0.5): something else "
               f"is running, the figures will be low and noisy")
     rows = run(images, repeats, log=lambda line: print(line, file=sys.stderr, flush=True),
-               torch_alone=args.torch_alone)
+               torch_alone=args.torch_alone, keys=keys)
     load_end = os.getloadavg()[0]
     info = machine()
     print()

@@ -3,6 +3,9 @@
 Each is its own layer. Backward multiplies by f'(a); the Gauss-Newton pass
 multiplies by f'(a)^2 (the f'' term is dropped, paper eq. 27).
 """
+import functools
+import inspect
+
 import numpy as np
 
 from .kernels.threads import get_threads, in_threads
@@ -16,6 +19,12 @@ S = 2.0 / 3.0
 class Activation(Layer):
     """Base for element-wise layers: any input shape, output of the same shape.
 
+    A subclass defines ``f(x, out=None)``, the values f(a), and ``df(y, out=None)``,
+    the derivative f'(a) written in terms of the output y = f(a). Each returns a
+    new array, or writes into ``out`` and returns it: the layer passes one, so a
+    large batch needs no temporaries (a subclass may also leave ``out`` out; its
+    result is then copied).
+
     Cache: ``y`` (the output; every derivative here is a function of it, or of
     the sign of the input for ReLU), ``y_shape``.
     """
@@ -25,13 +34,18 @@ class Activation(Layer):
 
     def forward(self, x):
         x = self.check_input(x)
-        y = _in_spans(self.f, x)
+        y = _in_spans(lambda x, out: _into(self.f, x, out), x)
         self.cache = {"y": y, "y_shape": y.shape}
         return y
 
     def backward(self, dy):
         dy = self.check_upstream(dy)
-        return _in_spans(lambda d, y: d * self.df(y), dy, self.cache["y"])
+        return _in_spans(self._backward_into, dy, self.cache["y"])
+
+    def _backward_into(self, dy, y, out):
+        """out = dy * f'(a), computed in out."""
+        _into(self.df, y, out)
+        out *= dy
 
     def backward_second(self, d2y):
         d2y = self.check_upstream(d2y)
@@ -41,10 +55,10 @@ class Activation(Layer):
         # END SOLUTION
         return d2x
 
-    def f(self, x):
+    def f(self, x, out=None):
         raise NotImplementedError
 
-    def df(self, y):
+    def df(self, y, out=None):
         """Derivative f'(a), written in terms of the output y = f(a)."""
         raise NotImplementedError
 
@@ -55,34 +69,56 @@ class Activation(Layer):
 THREAD_MIN_ELEMENTS = 1 << 20
 
 
-def _in_spans(fn, *arrays):
-    """fn(*arrays) for an element-wise fn of batches of one shape: in one call, or,
-    for THREAD_MIN_ELEMENTS elements or more, a span of samples per thread."""
-    if arrays[0].size < THREAD_MIN_ELEMENTS or get_threads() == 1:
-        return fn(*arrays)
+def _in_spans(write, *arrays):
+    """A new array like arrays[0], filled by write(*arrays, out) for an element-wise
+    ``write``: in one call, or, for THREAD_MIN_ELEMENTS elements or more, a span of
+    samples per thread."""
     out = np.empty_like(arrays[0])
-
-    def span(lo, hi):
-        out[lo:hi] = fn(*(a[lo:hi] for a in arrays))
-    in_threads(span, len(out), lambda lo, hi: (lo, hi), len(out), min_batch=1)
+    if arrays[0].size < THREAD_MIN_ELEMENTS or get_threads() == 1:
+        write(*arrays, out)
+    else:
+        in_threads(lambda lo, hi: write(*(a[lo:hi] for a in arrays), out[lo:hi]),
+                   len(out), lambda lo, hi: (lo, hi), len(out), min_batch=1)
     return out
+
+
+def _into(method, a, out):
+    """out[...] = method(a) for ``f`` or ``df``: written in place when the method
+    takes ``out``, copied from its result when it does not."""
+    if _takes_out(getattr(method, "__func__", method)):
+        result = method(a, out=out)
+    else:
+        result = method(a)
+    if result is not out:
+        out[...] = result
+
+
+@functools.lru_cache
+def _takes_out(function):
+    return "out" in inspect.signature(function).parameters
 
 
 class ScaledTanh(Activation):
     """The paper's squashing function f(a) = 1.7159 tanh(2a/3).
 
     f(+-1) = +-1 (to 3e-6), f'(0) = A*S = 1.1439; f'(a) = (S/A) (A^2 - f(a)^2).
+    Each is computed in one array, step by step (the same values as
+    ``A * np.tanh(S * x)``, without the temporaries).
     """
 
-    def f(self, x):
+    def f(self, x, out=None):
         # BEGIN SOLUTION scaled_tanh
-        y = A * np.tanh(S * x)
+        y = np.multiply(x, S, out=out)          # S a
+        np.tanh(y, out=y)                       # tanh(S a)
+        y *= A                                  # A tanh(S a)
         # END SOLUTION
         return y
 
-    def df(self, y):
+    def df(self, y, out=None):
         # BEGIN SOLUTION scaled_tanh
-        d = (S / A) * (A * A - y * y)
+        d = np.multiply(y, y, out=out)          # y^2
+        np.subtract(A * A, d, out=d)            # A^2 - y^2
+        d *= S / A                              # (S/A)(A^2 - y^2)
         # END SOLUTION
         return d
 
@@ -90,29 +126,32 @@ class ScaledTanh(Activation):
 class Tanh(Activation):
     """f(a) = tanh(a); f' = 1 - y^2."""
 
-    def f(self, x):
-        return np.tanh(x)
+    def f(self, x, out=None):
+        return np.tanh(x, out=out)
 
-    def df(self, y):
-        return 1.0 - y * y
+    def df(self, y, out=None):
+        d = np.multiply(y, y, out=out)
+        return np.subtract(1.0, d, out=d)
 
 
 class Sigmoid(Activation):
     """f(a) = 1 / (1 + exp(-a)); f' = y (1 - y). Computed without overflow."""
 
-    def f(self, x):
-        e = np.exp(-np.abs(x))
-        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype)
+    def f(self, x, out=None):
+        e = np.exp(-np.abs(x))                  # exp(-|a|), at most 1
+        return np.divide(np.where(x >= 0, 1.0, e), 1.0 + e, out=out)
 
-    def df(self, y):
-        return y * (1.0 - y)
+    def df(self, y, out=None):
+        return np.multiply(y, 1.0 - y, out=out)
 
 
 class ReLU(Activation):
     """f(a) = max(a, 0); f' = 1 where a > 0, else 0 (0 at the kink)."""
 
-    def f(self, x):
-        return np.maximum(x, 0)
+    def f(self, x, out=None):
+        return np.maximum(x, 0, out=out)
 
-    def df(self, y):
-        return (y > 0).astype(y.dtype)
+    def df(self, y, out=None):
+        if out is None:
+            out = np.empty_like(y)
+        return np.greater(y, 0, out=out)        # True, False as 1, 0

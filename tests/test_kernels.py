@@ -4,6 +4,7 @@ import pytest
 
 import naive
 from minilenet import kernels
+from minilenet.activations import THREAD_MIN_ELEMENTS, Activation, ScaledTanh
 from minilenet.kernels import threads
 from minilenet.kernels import numpy_ref
 
@@ -187,6 +188,22 @@ def test_maxpool_a_nan_wins_its_window_as_argmax_picks_it(backend):
     np.testing.assert_array_equal(winner[0, 0, 0], [2, 1, 0])
 
 
+def test_maxpool_infinities_take_the_same_path_as_any_value(backend, rng):
+    """The vectorised 2 x 2 path redoes a row whose window sums to NaN (+inf beside
+    -inf); windows of one infinity, or of -inf only, stay on it: both agree with
+    the oracle."""
+    x = rng.integers(-2, 3, (2, 2, 6, 8)).astype(np.float64)
+    x[x == 2], x[x == -2] = np.inf, -np.inf
+    x[1, 1, :2, :2] = -np.inf                                  # a window of -inf only
+    y, winner = kernels.get(backend).maxpool_forward(x, 2, 2)
+    dy = rng.integers(-3, 4, y.shape).astype(np.float64)
+    want_y, want_winner, want_dx = _maxpool_loops(x, dy, 2, 2)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(winner, want_winner)
+    np.testing.assert_array_equal(kernels.get(backend).maxpool_backward(dy, winner, x.shape, 2, 2),
+                                  want_dx)
+
+
 @pytest.mark.parametrize("kind,n,threaded", [
     ("conv", 4, False), ("conv", 8, True), ("conv", 37, True),
     ("dense", 37, False), ("dense", kernels.PARALLEL_MIN_LIGHT, True)])
@@ -274,18 +291,36 @@ def test_maxpool_gives_the_same_bits_on_any_number_of_threads(monkeypatch, rng):
             assert got.tobytes() == expected.tobytes()
 
 
-def test_elementwise_layers_split_large_batches_without_changing_a_bit(monkeypatch, rng):
+class _SoftsignNoOut(Activation):
+    """An activation as a student may write one: f(x) and df(y) without ``out``."""
+
+    def f(self, x):
+        return x / (1 + np.abs(x))
+
+    def df(self, y):
+        return (1 - np.abs(y)) ** 2
+
+
+_A, _S = 1.7159, 2.0 / 3.0
+_FORMULAS = {  # the plain whole-array formulas: f(x), and dy * f'(a) from y
+    "ScaledTanh": (lambda x: _A * np.tanh(_S * x), lambda dy, y: dy * ((_S / _A) * (_A * _A - y * y))),
+    "softsign": (lambda x: x / (1 + np.abs(x)), lambda dy, y: dy * (1 - np.abs(y)) ** 2)}
+
+
+@pytest.mark.parametrize("name", sorted(_FORMULAS))
+def test_elementwise_layers_split_large_batches_without_changing_a_bit(monkeypatch, rng, name):
     """An activation over at least THREAD_MIN_ELEMENTS elements runs in spans of
-    samples on every thread (one call on one thread), with the bits of the
-    whole-array formula."""
-    from minilenet.activations import THREAD_MIN_ELEMENTS, ScaledTanh
+    samples on every thread (one call on one thread), with the bits of the plain
+    whole-array formula: computed in place (ScaledTanh's f and df take ``out``),
+    or copied from the result of an f and df that do not take it."""
     seen = []
     spans = threads._spans
     monkeypatch.setattr(threads, "_spans", lambda k, p: seen.append(p) or spans(k, p))
     n = THREAD_MIN_ELEMENTS // (6 * 28 * 28) + 3
     x = rng.standard_normal((n, 6, 28, 28)).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    layer, results = ScaledTanh(), {}
+    layer = ScaledTanh() if name == "ScaledTanh" else _SoftsignNoOut(np.float32)
+    results = {}
     before = threads.get_threads()
     try:
         for count in (1, 2):
@@ -294,10 +329,12 @@ def test_elementwise_layers_split_large_batches_without_changing_a_bit(monkeypat
     finally:
         threads.set_threads(before)
     assert seen == [2, 2]                       # forward and backward, on 2 threads
-    whole = layer.f(x)
+    f, backward = _FORMULAS[name]
+    whole = f(x)
     for y, dx in results.values():
+        assert y.dtype == dx.dtype == np.float32
         assert y.tobytes() == whole.tobytes()
-        assert dx.tobytes() == (dy * layer.df(whole)).tobytes()
+        assert dx.tobytes() == backward(dy, whole).tobytes()
     seen.clear()
     layer.forward(x[:2])
     assert seen == []                                    # small arrays: one call, here

@@ -513,31 +513,68 @@ def subsample_backward(x, coef, dy, scale):
 
 # ---------------------------------------------------------- max-pooling
 @jit
+def _window_max(plane, r, s, k):
+    """(the first maximum of plane[r:r+k, s:s+k] in row-major order, its place
+    i*k + j): argmax's rule, so of tied maxima the first wins and a NaN wins."""
+    # BEGIN SOLUTION maxpool
+    best, at, nan = plane[r, s], 0, False
+    for i in range(k):
+        for j in range(k):                                   # along a row of x
+            v = plane[r + i, s + j]
+            nan |= v != v
+            if v > best:                                     # strict: ties keep the first
+                best, at = v, i * k + j
+    if nan:                                                  # rare: the first NaN
+        for t in range(k * k):
+            v = plane[r + t // k, s + t % k]
+            if v != v:
+                return v, t
+    # END SOLUTION
+    return best, at
+
+
+@jit
+def _maxpool2_row(x2, r, y2, winner2, p):
+    """One row of 2 x 2 windows at stride 2, over rows r and r + 1 of x2 (rows, W)
+    into row p of y2 and winner2 (rows, OW), without a branch (each comparison
+    selects), so the compiler vectorises it. Returns False if a window's sum is
+    NaN (it held a NaN, or both infinities): the caller then redoes the row with
+    ``_window_max``, which knows argmax's NaN rule."""
+    usual = True
+    # BEGIN SOLUTION maxpool
+    for q in range(y2.shape[1]):
+        a, b = x2[r, 2 * q], x2[r, 2 * q + 1]
+        c, d = x2[r + 1, 2 * q], x2[r + 1, 2 * q + 1]
+        best, at = a, 0
+        at = 1 if b > best else at
+        best = b if b > best else best
+        at = 2 if c > best else at
+        best = c if c > best else best
+        at = 3 if d > best else at
+        best = d if d > best else best
+        total = a + b + c + d
+        usual &= total == total
+        y2[p, q], winner2[p, q] = best, at
+    # END SOLUTION
+    return usual
+
+
+@jit
 def _maxpool_forward_samples(x, k, stride, y, winner):
     """Samples x (n, C, H, W) into y and winner (n, C, OH, OW), written in place."""
-    N, C = x.shape[0], x.shape[1]
+    N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
+    x2, y2, winner2 = x.reshape(-1, W), y.reshape(-1, OW), winner.reshape(-1, OW)
     # BEGIN SOLUTION maxpool
     for n in range(N):
         for c in range(C):
             for p in range(OH):
+                r = p * stride
+                if k == 2 and stride == 2 and _maxpool2_row(
+                        x2, (n * C + c) * H + r, y2, winner2, (n * C + c) * OH + p):
+                    continue                                 # the common case, vectorised
                 for q in range(OW):
-                    r, s = p * stride, q * stride
-                    best, at, nan = x[n, c, r, s], 0, False
-                    for i in range(k):
-                        for j in range(k):                   # along a row of x
-                            v = x[n, c, r + i, s + j]
-                            nan |= v != v
-                            if v > best:                     # strict: ties keep the first
-                                best, at = v, i * k + j
-                    if nan:                                  # rare: as argmax, the first NaN
-                        for t in range(k * k):
-                            v = x[n, c, r + t // k, s + t % k]
-                            if v != v:
-                                best, at = v, t
-                                break
-                    y[n, c, p, q] = best
-                    winner[n, c, p, q] = at
+                    y[n, c, p, q], winner[n, c, p, q] = _window_max(x[n, c], r, q * stride, k)
     # END SOLUTION
 
 
@@ -554,8 +591,8 @@ def maxpool_forward(x, k, stride):
 
 @jit
 def _maxpool_backward_samples(dy, winner, k, stride, dx):
-    """Samples dy, winner (n, C, OH, OW) into dx (n, C, H, W): zeros, then each dy
-    added at its window's winner (so overlapping windows sum)."""
+    """Samples dy, winner (n, C, OH, OW) into dx (n, C, H, W): each dy added at its
+    window's winner (so overlapping windows sum), zero elsewhere."""
     N, C, OH, OW = dy.shape
     dx[...] = 0
     # BEGIN SOLUTION maxpool
@@ -564,7 +601,11 @@ def _maxpool_backward_samples(dy, winner, k, stride, dx):
             for p in range(OH):
                 for q in range(OW):
                     at = winner[n, c, p, q]
-                    dx[n, c, p * stride + at // k, q * stride + at % k] += dy[n, c, p, q]
+                    if k == 2:                               # the common case: no division
+                        i, j = at >> 1, at & 1               # by a variable (slow)
+                    else:
+                        i, j = at // k, at % k
+                    dx[n, c, p * stride + i, q * stride + j] += dy[n, c, p, q]
     # END SOLUTION
 
 
