@@ -211,6 +211,29 @@ def test_squash_kernels_match_scaled_tanh(rng):
                                    rtol=1e-13, atol=1e-15)
 
 
+def test_compiled_tanh_matches_numpy_to_a_few_ulp(rng):
+    """The fused step's tanh (arithmetic only, so its loops vectorise) against its
+    reference np.tanh: within 4 units in the last place in float64, from 1e-300 to
+    beyond the point where tanh is 1, with signed zeros, infinities and NaN as
+    np.tanh gives them; float32 squashing rounds correctly (it is computed in
+    float64)."""
+    from minilenet.kernels import numba_jit
+    z = np.concatenate([rng.standard_normal(3000) * s
+                        for s in (1e-300, 1e-8, 1e-3, 0.1, 0.5, 1, 3, 10, 30)]
+                       + [np.linspace(-25, 25, 5001)])
+    got, want = np.array([numba_jit._tanh(v) for v in z]), np.tanh(z)
+    ulps = np.abs(got - want) / np.spacing(np.abs(want))
+    assert ulps.max() <= 4, f"the compiled tanh is {ulps.max():.0f} ulp off np.tanh"
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324])
+    got = np.array([numba_jit._tanh(v) for v in special])
+    np.testing.assert_array_equal(got, np.tanh(special))
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(np.tanh(special)))
+    a32 = (rng.standard_normal(50000) * 3).astype(np.float32)
+    s_a = (np.float32(activations.S) * a32).astype(np.float64)        # the kernel's S a, float32
+    want32 = (np.float64(np.float32(activations.A)) * np.tanh(s_a)).astype(np.float32)
+    np.testing.assert_array_equal(numba_jit._squash(a32), want32)
+
+
 @pytest.mark.parametrize("loss", ["mse", "map"])
 def test_paper_loss_kernel_matches_the_losses(rng, loss):
     from minilenet.kernels import numba_jit
