@@ -274,8 +274,9 @@ def test_maxpool_gives_the_same_bits_on_any_number_of_threads(monkeypatch, rng):
     seen = []
     spans = threads._spans
     monkeypatch.setattr(threads, "_spans", lambda k, p: seen.append(p) or spans(k, p))
-    x = rng.integers(0, 5, (37, 6, 12, 11)).astype(np.float32)
-    dy = rng.standard_normal((37, 6, 10, 9)).astype(np.float32)
+    n = kernels.PARALLEL_MIN_LIGHT + 5                     # max-pooling is light work
+    x = rng.integers(0, 5, (n, 6, 12, 11)).astype(np.float32)
+    dy = rng.standard_normal((n, 6, 10, 9)).astype(np.float32)
     results = {}
     before = threads.get_threads()
     try:
@@ -286,6 +287,9 @@ def test_maxpool_gives_the_same_bits_on_any_number_of_threads(monkeypatch, rng):
     finally:
         threads.set_threads(before)
     assert seen == [1, 1, 2, 2, 3, 3]                      # forward and backward, split
+    seen.clear()
+    numba_jit.maxpool_forward(x[:kernels.PARALLEL_MIN_LIGHT - 1], 3, 1)
+    assert seen == [1]                                     # a smaller batch: one span, here
     for count in (2, 3):
         for got, expected in zip(results[count], results[1]):
             assert got.tobytes() == expected.tobytes()

@@ -24,7 +24,7 @@ KERNEL_NAMES = (
 PARALLEL_MIN = 8
 
 #: The same for the kernels that do little arithmetic per byte they move
-#: (subsampling, dense layers): handing work to a second thread costs about
+#: (subsampling, max-pooling, dense layers): handing work to a second thread costs about
 #: 60 us here, and two threads share one memory bandwidth, so below this many
 #: samples they ran no faster on two threads than on one (docs/performance.md).
 PARALLEL_MIN_LIGHT = 256

@@ -586,7 +586,8 @@ def maxpool_forward(x, k, stride):
     y = np.empty(shape, dtype=x.dtype)
     winner = np.empty(shape, dtype=np.int64)
     _in_threads(_maxpool_forward_samples, N,
-                lambda lo, hi: (x[lo:hi], k, stride, y[lo:hi], winner[lo:hi]), N)
+                lambda lo, hi: (x[lo:hi], k, stride, y[lo:hi], winner[lo:hi]), N,
+                min_batch=PARALLEL_MIN_LIGHT)
     return y, winner
 
 
@@ -615,7 +616,8 @@ def maxpool_backward(dy, winner, x_shape, k, stride):
     by one thread only, so the sums do not depend on the threads."""
     dx = np.empty(x_shape, dtype=dy.dtype)
     _in_threads(_maxpool_backward_samples, dy.shape[0],
-                lambda lo, hi: (dy[lo:hi], winner[lo:hi], k, stride, dx[lo:hi]), dy.shape[0])
+                lambda lo, hi: (dy[lo:hi], winner[lo:hi], k, stride, dx[lo:hi]), dy.shape[0],
+                min_batch=PARALLEL_MIN_LIGHT)
     return dx
 
 
