@@ -98,6 +98,15 @@ def _takes_out(function):
     return "out" in inspect.signature(function).parameters
 
 
+def _result(out, like):
+    """Where f or df writes: ``out``, or a new float array shaped like ``like``
+    (0-d for a scalar; NumPy would otherwise hand back a scalar, which cannot be
+    written in place)."""
+    if out is not None:
+        return out
+    return np.empty(np.shape(like), dtype=np.result_type(like, 1.0))
+
+
 class ScaledTanh(Activation):
     """The paper's squashing function f(a) = 1.7159 tanh(2a/3).
 
@@ -107,16 +116,18 @@ class ScaledTanh(Activation):
     """
 
     def f(self, x, out=None):
+        y = _result(out, x)
         # BEGIN SOLUTION scaled_tanh
-        y = np.multiply(x, S, out=out)          # S a
+        np.multiply(x, S, out=y)                # S a
         np.tanh(y, out=y)                       # tanh(S a)
         y *= A                                  # A tanh(S a)
         # END SOLUTION
         return y
 
     def df(self, y, out=None):
+        d = _result(out, y)
         # BEGIN SOLUTION scaled_tanh
-        d = np.multiply(y, y, out=out)          # y^2
+        np.multiply(y, y, out=d)                # y^2
         np.subtract(A * A, d, out=d)            # A^2 - y^2
         d *= S / A                              # (S/A)(A^2 - y^2)
         # END SOLUTION
@@ -127,10 +138,10 @@ class Tanh(Activation):
     """f(a) = tanh(a); f' = 1 - y^2."""
 
     def f(self, x, out=None):
-        return np.tanh(x, out=out)
+        return np.tanh(x, out=_result(out, x))
 
     def df(self, y, out=None):
-        d = np.multiply(y, y, out=out)
+        d = np.multiply(y, y, out=_result(out, y))
         return np.subtract(1.0, d, out=d)
 
 
@@ -139,19 +150,17 @@ class Sigmoid(Activation):
 
     def f(self, x, out=None):
         e = np.exp(-np.abs(x))                  # exp(-|a|), at most 1
-        return np.divide(np.where(x >= 0, 1.0, e), 1.0 + e, out=out)
+        return np.divide(np.where(x >= 0, 1.0, e), 1.0 + e, out=_result(out, x))
 
     def df(self, y, out=None):
-        return np.multiply(y, 1.0 - y, out=out)
+        return np.multiply(y, 1.0 - y, out=_result(out, y))
 
 
 class ReLU(Activation):
     """f(a) = max(a, 0); f' = 1 where a > 0, else 0 (0 at the kink)."""
 
     def f(self, x, out=None):
-        return np.maximum(x, 0, out=out)
+        return np.maximum(x, 0, out=_result(out, x))
 
     def df(self, y, out=None):
-        if out is None:
-            out = np.empty_like(y)
-        return np.greater(y, 0, out=out)        # True, False as 1, 0
+        return np.greater(y, 0, out=_result(out, y))   # True, False as 1, 0

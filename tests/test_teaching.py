@@ -198,8 +198,8 @@ def test_subtle_bugs_lose_exactly_their_units_points(tmp_path):
     the submission (its bugs cost points), one unit at a time."""
     from minilenet.teaching.grading import grade
     copy = assign(tmp_path / "buggy", [])
-    _edit(copy, "activations.py", "d = (S / A) * (A * A - y * y)",
-          "d = (A * A - y * y) / (A * A)")                      # the A*S factor missing
+    _edit(copy, "activations.py", "d *= S / A",
+          "d /= A * A")                                         # the A*S factor missing
     _edit(copy, "kernels/numpy_ref.py", "stride * OW:stride] += cols[:, :, i, j]",
           "stride * OW:stride] = cols[:, :, i, j]")             # col2im overwrites
     _edit(copy, "kernels/numpy_ref.py", "dw = dw_dense[out_idx, in_idx]",
