@@ -53,3 +53,14 @@ def window_counts(shape, kh, kw, stride):
         for q in range((W - kw) // stride + 1):
             counts[p * stride:p * stride + kh, q * stride:q * stride + kw] += 1
     return counts
+
+
+A, S = 1.7159, 2.0 / 3.0
+#: Element-wise activations as plain whole-array formulas, by layer class name:
+#: (f(a), f'(a) written in terms of the output y = f(a)).
+ACTIVATIONS = {
+    "ScaledTanh": (lambda a: A * np.tanh(S * a), lambda y: (S / A) * (A * A - y * y)),
+    "Tanh": (np.tanh, lambda y: 1 - y * y),
+    "Sigmoid": (lambda a: 1 / (1 + np.exp(-a)), lambda y: y * (1 - y)),
+    "ReLU": (lambda a: np.maximum(a, 0.0), lambda y: (y > 0) * 1.0),
+}

@@ -111,3 +111,19 @@ def test_torch_alone_runs_no_minilenet_kernel(tmp_path):
     for row in result["rows"]:
         assert set(row["images_per_s"]) == {"torch_1", "torch_2"}
         assert row["minilenet_path"] is None and "ratio_2_best" not in row
+
+
+@pytest.mark.slow
+def test_rows_measures_only_the_named_rows_and_refuses_an_unknown_one(tmp_path):
+    _torch_reference()
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--rows", "paper_b1,nope"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    last = bad.stderr.strip().splitlines()[-1]
+    assert "--rows: unknown row 'nope'" in last and "paper_infer" in last
+    out = tmp_path / "one.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--repeats", "1",
+                           "--rows", "paper_infer", "--json", str(out)],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["key"] for r in json.loads(out.read_text())["rows"]] == ["paper_infer"]
