@@ -209,8 +209,9 @@ def test_maxpool_infinities_take_the_same_path_as_any_value(backend, rng):
     ("dense", 37, False), ("dense", kernels.PARALLEL_MIN_LIGHT, True)])
 def test_large_enough_batches_use_every_thread(monkeypatch, rng, kind, n, threaded):
     """Batch kernels split samples, or fixed blocks of samples, across all threads once
-    the batch holds PARALLEL_MIN samples (PARALLEL_MIN_LIGHT for the light kernels);
-    smaller batches run on the calling thread."""
+    the batch holds PARALLEL_MIN samples (PARALLEL_MIN_LIGHT for the light kernels):
+    one span per thread, or for convolutions spans of CONV_PIECE samples (at least
+    one per thread); smaller batches run on the calling thread."""
     seen = []
     spans = threads._spans
     monkeypatch.setattr(threads, "_spans", lambda k, p: seen.append(p) or spans(k, p))
@@ -229,8 +230,43 @@ def test_large_enough_batches_use_every_thread(monkeypatch, rng, kind, n, thread
         threads.set_threads(before)
     if n < kernels.PARALLEL_MIN:
         assert seen == []                          # small batches take the loops, no threads
+    elif kind == "conv":
+        assert seen == [max(2, -(-n // numba_jit.CONV_PIECE))] * 2
     else:
         assert seen == [2 if threaded else 1] * 2
+
+
+def test_one_blas_thread_holds_the_blas_to_one_thread_and_restores_it():
+    import threadpoolctl
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        with threads.one_blas_thread():
+            inside = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                      if i["user_api"] == "blas"]
+        after = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                 if i["user_api"] == "blas"]
+    assert inside and set(inside) == {1}
+    assert set(after) == {2}
+
+
+def test_threads_take_every_span_once_and_raise_what_a_span_raises():
+    """in_threads with small spans: each span runs exactly once, on one of the threads
+    (which one takes which is up to their timing); an error in a span reaches the caller."""
+    taken = []
+    before = threads.get_threads()
+    try:
+        threads.set_threads(2)
+        threads.in_threads(lambda lo, hi: taken.append((lo, hi)), 37, lambda lo, hi: (lo, hi),
+                           batch=37, piece=4)
+        assert sorted(taken) == threads._spans(37, 10)
+        assert sorted(taken)[0] == (0, 3) and sorted(taken)[-1] == (33, 37)
+
+        def fail(lo, hi):
+            if lo > 20:
+                raise ValueError(f"span {lo}..{hi}")
+        with pytest.raises(ValueError, match="span"):
+            threads.in_threads(fail, 37, lambda lo, hi: (lo, hi), batch=37, piece=4)
+    finally:
+        threads.set_threads(before)
 
 
 def test_batch_kernels_give_the_same_bits_on_any_number_of_threads(rng):

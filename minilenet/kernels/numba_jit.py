@@ -37,6 +37,7 @@ from numba import njit
 from ..activations import A, S
 from . import PARALLEL_MIN, PARALLEL_MIN_LIGHT
 from .numpy_ref import table_to_dense
+from .blas import gemm
 from .threads import in_threads as _in_threads
 
 #: The one place the compiler options are chosen. ``cache=True`` stores the
@@ -51,11 +52,12 @@ jit = njit(**OPTIONS)
 #: layer (fixed, so results do not depend on the threads).
 BLOCK = 16
 
-#: Bytes of shifted rows (the convolutions' im2col) a thread builds at a time
-#: before its products read them: about a core's L2 cache here (1 MiB). Smaller
-#: chunks ran slower on two threads (each chunk is a few Python calls, and the
-#: threads take turns at the GIL between them); 4 MiB and more, too.
-CHUNK_BYTES = 1 << 20
+#: Samples per span of a batched convolution. The threads take spans in turn, so
+#: the one that starts later (the pool's, woken about 40 us after this one) or
+#: runs on the slower core (one of this machine's two is at times 10 to 30% slower)
+#: takes fewer; each span is one compiled call, so smaller spans cost little.
+CONV_PIECE = 8
+
 
 def _blocks(N):
     """(blocks, samples per block) for a batch of N: one block below PARALLEL_MIN."""
@@ -293,48 +295,42 @@ def _add_shifted_rows(drows, kh, kw, dx):
     # END SOLUTION
 
 
+@jit
 def _wide_length(H, W, KH, KW):
     """L, the columns of shifted rows: OH output rows of W, less the last row's KW - 1."""
     return (H - KH) * W + W - KW + 1
 
 
-def _samples_per_chunk(rows_per_sample, x):
-    """How many samples' shifted rows fit in ``CHUNK_BYTES`` (at least one)."""
-    return max(1, CHUNK_BYTES // (rows_per_sample * x.itemsize))
-
-
+@jit
 def _conv_forward_span(x, wb, KH, KW, y, lo, hi):
-    """Samples lo..hi-1, a chunk at a time: y[n] = wb @ rows[n]."""
-    W, L = x.shape[3], _wide_length(*x.shape[2:], KH, KW)
-    chunk = _samples_per_chunk(wb.shape[1] * L, x)
-    rows = np.empty((chunk, wb.shape[1], L), dtype=x.dtype)
-    wide = np.empty((chunk, wb.shape[0], L), dtype=x.dtype)
+    """Samples lo..hi-1, one at a time: y[n] = wb @ rows[n], one compiled call for the span."""
+    W, L = x.shape[3], _wide_length(x.shape[2], x.shape[3], KH, KW)
+    rows = np.empty((1, wb.shape[1], L), dtype=x.dtype)
+    wide = np.empty((1, wb.shape[0], L), dtype=x.dtype)
     # BEGIN SOLUTION conv.forward c3.forward
-    for a in range(lo, hi, chunk):
-        n = min(chunk, hi - a)
-        _shifted_rows(x[a:a + n], KH, KW, rows[:n])
-        np.matmul(wb, rows[:n], out=wide[:n])
-        _crop_rows(wide[:n], W, y[a:a + n])
+    for n in range(lo, hi):
+        _shifted_rows(x[n:n + 1], KH, KW, rows)
+        gemm(wb, rows[0], wide[0])
+        _crop_rows(wide, W, y[n:n + 1])
     # END SOLUTION
 
 
+@jit
 def _conv_backward_span(x, w2, dy, KH, KW, dx, dwb, lo, hi):
-    """Samples lo..hi-1, a chunk at a time: each sample's (weight | bias) gradient
+    """Samples lo..hi-1, one at a time: each sample's (weight | bias) gradient
     transposed into dwb[n] (C*KH*KW + 1, F), and dx unless it has no samples."""
-    F, W, L = w2.shape[0], x.shape[3], _wide_length(*x.shape[2:], KH, KW)
-    chunk = _samples_per_chunk((w2.shape[1] + 1) * L, x)
-    rows = np.empty((chunk, w2.shape[1] + 1, L), dtype=x.dtype)
-    wide = np.empty((chunk, F, L), dtype=x.dtype)
-    drows = np.empty((chunk, w2.shape[1], L), dtype=x.dtype) if dx.shape[0] else None
+    F, W, L = w2.shape[0], x.shape[3], _wide_length(x.shape[2], x.shape[3], KH, KW)
+    rows = np.empty((1, w2.shape[1] + 1, L), dtype=x.dtype)
+    wide = np.empty((1, F, L), dtype=x.dtype)
+    drows = np.empty((1, w2.shape[1], L), dtype=x.dtype)
     # BEGIN SOLUTION conv.backward c3.backward
-    for a in range(lo, hi, chunk):
-        n = min(chunk, hi - a)
-        _shifted_rows(x[a:a + n], KH, KW, rows[:n])
-        _pad_rows(dy[a:a + n], W, wide[:n])
-        np.matmul(rows[:n], wide[:n].transpose(0, 2, 1), out=dwb[a:a + n])
-        if drows is not None:
-            np.matmul(w2.T, wide[:n], out=drows[:n])
-            _add_shifted_rows(drows[:n], KH, KW, dx[a:a + n])
+    for n in range(lo, hi):
+        _shifted_rows(x[n:n + 1], KH, KW, rows)
+        _pad_rows(dy[n:n + 1], W, wide)
+        gemm(rows[0], wide[0], dwb[n], trans_b=True)
+        if dx.shape[0]:
+            gemm(w2, wide[0], drows[0], trans_a=True)
+            _add_shifted_rows(drows, KH, KW, dx[n:n + 1])
     # END SOLUTION
 
 
@@ -343,7 +339,8 @@ def _conv_batch_forward(x, w2, b, KH, KW):
     N, C, H, W = x.shape
     y = np.empty((N, w2.shape[0], H - KH + 1, W - KW + 1), dtype=x.dtype)
     wb = np.concatenate([w2, b[:, None]], axis=1)
-    _in_threads(_conv_forward_span, N, lambda lo, hi: (x, wb, KH, KW, y, lo, hi), N, blas=True)
+    _in_threads(_conv_forward_span, N, lambda lo, hi: (x, wb, KH, KW, y, lo, hi), N, blas=True,
+                piece=CONV_PIECE)
     return y
 
 
@@ -356,11 +353,11 @@ def _dx_buffer(x, need_dx):
 def _conv_batch_backward(x, w2, dy, KH, KW, need_dx):
     """Gradients of ``_conv_batch_forward``: dx (or None), dw2 (F, C*KH*KW), db (F,).
     The per-sample gradients are summed in sample order (independent of the threads)."""
-    N = x.shape[0]
+    N, w2 = x.shape[0], np.ascontiguousarray(w2)                   # as the products need
     dx = _dx_buffer(x, need_dx)
     dwb = np.empty((N, w2.shape[1] + 1, w2.shape[0]), dtype=x.dtype)
     _in_threads(_conv_backward_span, N, lambda lo, hi: (x, w2, dy, KH, KW, dx, dwb, lo, hi),
-                N, blas=True)
+                N, blas=True, piece=CONV_PIECE)
     total = _sum_blocks(dwb)
     return (dx if need_dx else None), np.ascontiguousarray(total[:-1].T), total[-1].copy()
 
@@ -641,13 +638,16 @@ def _dense_forward_samples(x, w, b, y):
         _dense_forward_one(x[n], w, b, y[n])
 
 
+@jit
 def _dense_forward_blocks(x, w, b, size, y, first, last):
     """Blocks first..last-1 of ``size`` samples: y = x @ w + b, one product a block."""
     # BEGIN SOLUTION dense.forward
     for blk in range(first, last):
         lo, hi = blk * size, min(x.shape[0], (blk + 1) * size)
-        np.matmul(x[lo:hi], w, out=y[lo:hi])
-        y[lo:hi] += b
+        gemm(x[lo:hi], w, y[lo:hi])
+        for n in range(lo, hi):
+            for o in range(w.shape[1]):
+                y[n, o] += b[o]
     # END SOLUTION
 
 
@@ -660,6 +660,7 @@ def dense_forward(x, w, b):
         _dense_forward_samples(x, w, b, y)
         return y
     blocks, size = _blocks(x.shape[0])
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)         # as the products need
     _in_threads(_dense_forward_blocks, blocks,
                 lambda first, last: (x, w, b, size, y, first, last), x.shape[0], blas=True,
                 min_batch=PARALLEL_MIN_LIGHT)
@@ -686,25 +687,32 @@ def _dense_backward_block(x, w, dy, dx, dw, db):
     # END SOLUTION
 
 
+@jit
 def _dense_backward_tasks(x, w, dy, dx, dw, db, first, last):
     """Tasks first..last-1 of two, each one BLAS product over the whole batch (so the
     result does not depend on the threads): 0 is dw and db, 1 is dx."""
     # BEGIN SOLUTION dense.backward
     for task in range(first, last):
         if task == 0:
-            np.matmul(x.T, dy, out=dw)
-            np.sum(dy, axis=0, out=db)
+            gemm(x, dy, dw, trans_a=True)
+            for o in range(dy.shape[1]):
+                db[o] = 0
+            for n in range(dy.shape[0]):
+                for o in range(dy.shape[1]):
+                    db[o] += dy[n, o]
         else:
-            np.matmul(dy, w.T, out=dx)
+            gemm(dy, w, dx, trans_b=True)
     # END SOLUTION
 
 
 def dense_backward(x, w, dy):
     """Numba version of ``numpy_ref.dense_backward``."""
-    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(w.shape[1], dtype=x.dtype)
+    dx, dw = np.empty(x.shape, dtype=x.dtype), np.empty(w.shape, dtype=x.dtype)
+    db = np.empty(w.shape[1], dtype=x.dtype)
     if x.shape[0] < PARALLEL_MIN:
         _dense_backward_block(x, w, dy, dx, dw, db)
     else:
+        x, w, dy = (np.ascontiguousarray(a) for a in (x, w, dy))
         _in_threads(_dense_backward_tasks, 2, lambda first, last: (
             x, w, dy, dx, dw, db, first, last), x.shape[0], blas=True,
             min_batch=PARALLEL_MIN_LIGHT)
