@@ -108,9 +108,9 @@ def _compiled_gemm(a, b, c, trans_a=False, trans_b=False):
         raise TypingError("gemm: a, b and c must be C-contiguous arrays")
     blas_gemm = _sgemm if c.dtype == types.float32 else _dgemm
 
-    def call(a, b, c, trans_a=False, trans_b=False):
+    def blas_product(a, b, c, trans_a=False, trans_b=False):
         M, N = c.shape
         K = a.shape[0] if trans_a else a.shape[1]
         blas_gemm(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS,
                   M, N, K, 1, a.ctypes, a.shape[1], b.ctypes, b.shape[1], 0, c.ctypes, N)
-    return call
+    return blas_product

@@ -14,13 +14,13 @@ the same code gives the same bits.
 Small batches (fewer than ``PARALLEL_MIN`` samples: the recipe's single
 samples, and the fused step) run the per-sample loops on the calling thread.
 Larger batches compute each convolution and dense layer as matrix products in
-the BLAS that NumPy links (OpenBLAS for NumPy's wheels): a convolution is one
-product per sample over "shifted rows", a cache-friendly im2col (see
-``_shifted_rows``); C3 uses its weights scattered into a dense, zero-filled
-weight. The work is spread over threads (``threads.in_threads``: the compiled
-loops release the GIL, ``nogil``, and so do NumPy's products) with BLAS held
-to one thread per product. Determinism holds: each thread writes its own
-samples' outputs; a weight gradient is summed from per-sample (convolutions)
+the BLAS that NumPy links (OpenBLAS for NumPy's wheels), called from compiled
+code (``blas.gemm``): a convolution is one product per sample over "shifted
+rows", a cache-friendly im2col (see ``_shifted_rows``); C3 uses its weights
+scattered into a dense, zero-filled weight. The work is spread over threads
+(``threads.in_threads``), each span of samples one compiled call that releases
+the GIL (``nogil``), with BLAS held to one thread per product. Determinism
+holds: each span writes its own samples' outputs; a weight gradient is summed from per-sample (convolutions)
 or per-block (subsampling) partials, or computed by one product (dense
 layers), always in a fixed order, so the result depends on the batch size,
 never on the number of threads or their timing.
