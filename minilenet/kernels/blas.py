@@ -14,7 +14,8 @@ NumPy's wheels bring OpenBLAS built with 64-bit integers, whose functions are
 named ``scipy_cblas_sgemm64_`` (NumPy 2) or ``cblas_sgemm64_`` (NumPy 1); MKL's
 are ``cblas_sgemm_64``. Where none of these is found (a NumPy built against
 another BLAS), the two names point to ``_loop_gemm`` instead, compiled loops
-that give the same results to rounding, several times slower.
+that give the same results to rounding, 2 to 3.5 times slower (the batched
+convolutions, docs/performance.md).
 ``MINILENET_GEMM=loops`` chooses them on purpose (the tests do, to check them).
 
 Because the compiled code refers to the names, not to addresses, Numba's cache
@@ -25,7 +26,7 @@ import os
 
 import numpy as np
 import threadpoolctl
-from numba import carray, cfunc, types
+from numba import carray, cfunc, njit, types
 from numba import config as numba_config
 from numba.core.errors import TypingError
 from numba.extending import overload
@@ -51,18 +52,41 @@ def _signature(real):
     return types.void(i32, i32, i32, i64, i64, i64, real, p, i64, p, i64, real, p, i64)
 
 
-def _loop_gemm(order, trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc):
-    """cblas_?gemm in loops (row-major only): C = alpha op(A) op(B) + beta C."""
-    A = carray(a, ((K if trans_a == TRANS else M) * lda,))
-    B = carray(b, ((N if trans_b == TRANS else K) * ldb,))
-    C = carray(c, (M * ldc,))
+@njit(fastmath={"reassoc", "contract"}, cache=True)
+def _loop_product(a, b, c, trans_a, trans_b, alpha, beta):
+    """c = alpha op(a) op(b) + beta c on 2-D arrays, each case's innermost loop
+    along contiguous rows, so it vectorises."""
+    M, N = c.shape
     for i in range(M):
-        for j in range(N):                          # beta 0: C is not read (it may be NaN)
-            C[i * ldc + j] = 0 if beta == 0 else beta * C[i * ldc + j]
-        for k in range(K):
-            aik = alpha * (A[k * lda + i] if trans_a == TRANS else A[i * lda + k])
+        row = c[i]
+        for j in range(N):                          # beta 0: c is not read (it may be NaN)
+            row[j] = 0 if beta == 0 else beta * row[j]
+        if trans_b:                                 # c[i, j] += op(a)[i, :] . b[j, :]
             for j in range(N):
-                C[i * ldc + j] += aik * (B[j * ldb + k] if trans_b == TRANS else B[k * ldb + j])
+                acc = row[j] * 0
+                if trans_a:
+                    for k in range(b.shape[1]):
+                        acc += a[k, i] * b[j, k]
+                else:
+                    ai = a[i]
+                    for k in range(b.shape[1]):
+                        acc += ai[k] * b[j, k]
+                row[j] += alpha * acc
+        else:                                       # c[i, :] += op(a)[i, k] b[k, :]
+            for k in range(b.shape[0]):
+                aik = alpha * (a[k, i] if trans_a else a[i, k])
+                bk = b[k]
+                for j in range(N):
+                    row[j] += aik * bk[j]
+
+
+def _loop_gemm(order, trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc):
+    """cblas_?gemm over ``_loop_product``, for row-major operands without padding
+    (each leading dimension the row's length, as ``gemm`` passes them)."""
+    A = carray(a, (K, lda) if trans_a == TRANS else (M, lda))
+    B = carray(b, (N, ldb) if trans_b == TRANS else (K, ldb))
+    C = carray(c, (M, ldc))
+    _loop_product(A, B, C, trans_a == TRANS, trans_b == TRANS, alpha, beta)
 
 
 def find_blas_gemm():

@@ -20,10 +20,10 @@ rows", a cache-friendly im2col (see ``_shifted_rows``); C3 uses its weights
 scattered into a dense, zero-filled weight. The work is spread over threads
 (``threads.in_threads``), each span of samples one compiled call that releases
 the GIL (``nogil``), with BLAS held to one thread per product. Determinism
-holds: each span writes its own samples' outputs; a weight gradient is summed from per-sample (convolutions)
-or per-block (subsampling) partials, or computed by one product (dense
-layers), always in a fixed order, so the result depends on the batch size,
-never on the number of threads or their timing.
+holds: each span writes its own samples' outputs; a weight gradient is summed
+from per-sample (convolutions) or per-block (subsampling) partials, or computed
+by one product (dense layers), always in a fixed order, so the result depends on
+the batch size, never on the number of threads or their timing.
 
 Set ``NUMBA_DISABLE_JIT=1`` to run these bodies as plain Python (slow, but
 steppable in a debugger).

@@ -81,7 +81,8 @@ def in_threads(work, n, args, batch, blas=False, min_batch=PARALLEL_MIN, piece=N
     least one per thread); the threads, this one and the pool's, take them in turn
     until none is left, so a thread that starts late or runs on a slower core takes
     fewer. A ``batch`` of fewer than ``min_batch`` samples runs here, as one span.
-    ``blas``: the work calls NumPy's matrix products (run under ``one_blas_thread``)."""
+    ``blas``: the work calls the BLAS (``blas.gemm`` or NumPy's products), so it runs
+    under ``one_blas_thread``."""
     global _pool
     threads = _threads if batch >= min_batch else 1
     parts = threads if piece is None or threads == 1 else max(threads, -(-n // piece))
