@@ -13,7 +13,8 @@ back between every two of them.
 NumPy's wheels bring OpenBLAS built with 64-bit integers, whose functions are
 named ``scipy_cblas_sgemm64_`` (NumPy 2) or ``cblas_sgemm64_`` (NumPy 1); MKL's
 are ``cblas_sgemm_64``. Where none of these is found (a NumPy built against
-another BLAS), the two names point to ``_loop_gemm`` instead, compiled loops
+another BLAS, such as Apple's Accelerate, which threadpoolctl does not list),
+the two names point to ``_loop_gemm`` instead, compiled loops
 that give the same results to rounding, 2 to 3.5 times slower (the batched
 convolutions, docs/performance.md).
 ``MINILENET_GEMM=loops`` chooses them on purpose (the tests do, to check them).
@@ -93,7 +94,10 @@ def find_blas_gemm():
     """{"s": address, "d": address} of the 64-bit-integer cblas_sgemm / cblas_dgemm
     in the BLAS libraries NumPy loaded, and the library's path; ({}, None) if none."""
     for lib in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers:
-        dll = ctypes.CDLL(lib.filepath)
+        try:
+            dll = ctypes.CDLL(lib.filepath)
+        except OSError:                                  # listed, but not loadable by path
+            continue
         for prefix, suffix in _AFFIXES:
             try:
                 found = {t: ctypes.cast(getattr(dll, f"{prefix}cblas_{t}gemm{suffix}"),
