@@ -117,6 +117,8 @@ CASES = [
     ("unknown backend flag", _train("--backend", "cuda"), {}, "--backend"),
     ("unknown backend variable", _train("--epochs", "1"), {"MINILENET_BACKEND": "cuda"},
      "MINILENET_BACKEND"),
+    ("unknown product variable", _train("--epochs", "1"), {"MINILENET_GEMM": "cublas"},
+     "MINILENET_GEMM"),
     ("validation too large", _train("--validation", "500"), {}, "--validation"),
     ("unknown flag", _train("--epohcs", "1"), {}, "--epohcs"),
     ("missing data folder",

@@ -17,7 +17,8 @@ another BLAS, such as Apple's Accelerate, which threadpoolctl does not list),
 the two names point to ``_loop_gemm`` instead, compiled loops
 that give the same results to rounding, 2 to 3.5 times slower (the batched
 convolutions, docs/performance.md).
-``MINILENET_GEMM=loops`` chooses them on purpose (the tests do, to check them).
+``MINILENET_GEMM=loops`` chooses them on purpose (the tests do, to check them);
+``blas``, the default, the library.
 
 Because the compiled code refers to the names, not to addresses, Numba's cache
 stays valid whichever library the names point to in a later process.
@@ -26,11 +27,13 @@ import ctypes
 import os
 
 import numpy as np
-import threadpoolctl
 from numba import carray, cfunc, njit, types
 from numba import config as numba_config
 from numba.core.errors import TypingError
 from numba.extending import overload
+
+from ..errors import UserError
+from .threads import blas_libraries
 
 #: CBLAS's constants: row-major storage, and "use the matrix as it is" or "transposed".
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
@@ -93,7 +96,7 @@ def _loop_gemm(order, trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta, c,
 def find_blas_gemm():
     """{"s": address, "d": address} of the 64-bit-integer cblas_sgemm / cblas_dgemm
     in the BLAS libraries NumPy loaded, and the library's path; ({}, None) if none."""
-    for lib in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers:
+    for lib in blas_libraries():
         try:
             dll = ctypes.CDLL(lib.filepath)
         except OSError:                                  # listed, but not loadable by path
@@ -112,7 +115,11 @@ def _register():
     """Point the names ``minilenet_sgemm`` and ``minilenet_dgemm`` at the BLAS, or at
     compiled loops; returns the path of the library used, or "loops"."""
     import llvmlite.binding as llvm
-    found, path = ({}, None) if os.environ.get("MINILENET_GEMM") == "loops" else find_blas_gemm()
+    choice = os.environ.get("MINILENET_GEMM", "") or "blas"
+    if choice not in ("blas", "loops"):
+        raise UserError(f"the MINILENET_GEMM environment variable is {choice!r}: expected "
+                        f"'blas' (the default) or 'loops'")
+    found, path = ({}, None) if choice == "loops" else find_blas_gemm()
     for t, real in (("s", types.float32), ("d", types.float64)):
         if t not in found:
             loops = cfunc(_signature(real), cache=True)(_loop_gemm)

@@ -53,24 +53,31 @@ def _spans(n, parts):
     return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
 
 
+def blas_libraries():
+    """threadpoolctl's controllers of the BLAS libraries loaded in this process (found on
+    first use: NumPy's, and any other's). Each has ``filepath`` and thread-count methods."""
+    global _blas_libraries
+    if _blas_libraries is None:
+        _blas_libraries = threadpoolctl.ThreadpoolController().select(
+            user_api="blas").lib_controllers
+    return _blas_libraries
+
+
 @contextlib.contextmanager
 def one_blas_thread():
     """A context in which NumPy's BLAS runs each product on the calling thread only:
     the threads are ours, and a second pool would fight them for the cores. (It sets
     the libraries' thread counts directly, as ``threadpoolctl.limit`` would, in a
     third of the time: it is entered for every batched product.)"""
-    global _blas_libraries
-    if _blas_libraries is None:
-        _blas_libraries = threadpoolctl.ThreadpoolController().select(
-            user_api="blas").lib_controllers
-    before = [library.get_num_threads() for library in _blas_libraries]
-    for library, n in zip(_blas_libraries, before):
+    libraries = blas_libraries()
+    before = [library.get_num_threads() for library in libraries]
+    for library, n in zip(libraries, before):
         if n != 1:
             library.set_num_threads(1)
     try:
         yield
     finally:
-        for library, n in zip(_blas_libraries, before):
+        for library, n in zip(libraries, before):
             if n != 1:
                 library.set_num_threads(n)
 
