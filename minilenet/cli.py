@@ -8,11 +8,13 @@ import argparse
 import math
 import os
 import sys
+import time
 
 import numpy as np
 
 from .errors import UserError
 from .models import VARIANTS
+from .teaching import UNIT_MEMORY_MB
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -251,13 +253,17 @@ def cmd_assign(args):
         for unit in UNITS.values():
             n = len(where[unit.name])
             print(f"{unit.name:<24}{unit.summary} ({notebook_path(unit.name)}; "
-                  f"{n} region{'s' if n != 1 else ''})")
+                  f"{n} region{'s' if n != 1 else ''}; {unit.points:g} points)")
         return 0
     if not args.out:
         raise UserError("assign: name the folder to write the student copy into "
                         "(minilenet assign OUT), or pass --list")
     units = [] if args.solutions else parse_units(args.units) if args.units else None
-    out = assign(args.out, units)
+    secret = None
+    if args.secret or args.secret_file:
+        from .teaching.grading import load_secret
+        secret = load_secret(args.secret, args.secret_file)
+    out = assign(args.out, units, secret=secret)
     withheld = units if units is not None else list(UNITS)
     print(f"wrote a student copy to {out} withholding {len(withheld)} units"
           + (f": {', '.join(withheld)}" if withheld else " (a solution copy)"))
@@ -265,33 +271,82 @@ def cmd_assign(args):
 
 
 def cmd_grade(args):
+    target = os.path.realpath(args.submission)
+    mine = os.path.realpath(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.commonpath([mine, target]) == target:      # before importing the grader
+        raise UserError(f"grade: this minilenet ({mine}) lives inside {target}: a "
+                        f"submission's own grader is the student's code; run the "
+                        f"instructor's minilenet, installed outside the submissions")
     try:
         from .teaching import grading
     except ImportError:
         raise UserError("grade: this is a student copy; grading needs the instructor's "
                         "minilenet") from None
-    if not grading.is_submission(args.submission) and os.path.isdir(args.submission):
-        graded, csv_path = grading.grade_folder(args.submission, args.rubric, args.timeout,
-                                                args.csv, progress=not args.quiet)
-        for student, results in graded.items():
-            print(f"{student}: {sum(r.points for r in results):g} / "
-                  f"{sum(r.max_points for r in results):g}")
-        print(f"wrote {csv_path}")
+    from .teaching.assign import parse_units
+    if not os.path.isdir(target):
+        raise UserError(f"grade: {args.submission}: no such folder")
+    units = parse_units(args.units) if args.units else None
+    secret = grading.load_secret(args.secret, args.secret_file)
+    rubric = grading.read_rubric(args.rubric)
+    folder = not grading.is_submission(target)
+    cover = [target] + ([args.secret_file] if args.secret_file else [])
+    box = grading.make_sandbox(args.timeout, args.memory, args.sandbox_user, cover)
+    if folder:
+        reports, csv_path = grading.grade_folder(target, rubric, units, secret, box, args.csv,
+                                                 progress=not args.quiet)
+        for student, report in reports.items():
+            print(f"{student}: {report.total:g} / {report.max_total:g}"
+                  + (f" ({report.error})" if report.error else ""))
+        print(f"wrote {csv_path} and {os.path.join(target, 'grades')}{os.sep}")
         return 0
     progress = None if args.quiet else (lambda unit: print(f"grading {unit} ...",
                                                            file=sys.stderr))
-    results = grading.grade(args.submission, args.rubric, args.timeout, progress)
-    print(grading.format_table(results))
+    start = time.monotonic()
+    report = grading.grade(target, rubric, units, secret, box, progress)
+    grading.add_similarity(report)
+    print(grading.format_table(report))
     if args.json:
-        grading.write_json(args.json, grading.to_json(results))
+        grading.write_json(args.json, grading.to_json(report))
     if args.gradescope:
-        grading.write_json(args.gradescope, grading.to_gradescope(results))
+        grading.write_json(args.gradescope,
+                           grading.to_gradescope(report, time.monotonic() - start))
+    return 0
+
+
+def cmd_autograder(args):
+    from .teaching import autograder, grading
+    from .teaching.assign import parse_units
+    rubric = grading.read_rubric(args.rubric)
+    units = parse_units(args.units) if args.units else sorted(rubric)
+    secret = grading.load_secret(args.secret, args.secret_file)
+    if secret is None:
+        secret = grading.new_secret().encode()
+        print("no --secret given: the bundle draws its hidden cases from a new random one")
+    out = autograder.build(args.out, units, rubric, secret, args.timeout, args.memory)
+    print(f"wrote {out}: Gradescope's autograder for {len(units)} units "
+          f"({sum(rubric[u] for u in units):g} points); upload it as the zip file")
     return 0
 
 
 def cmd_bench(args):
     from .bench import main as bench_main
     return bench_main(args)
+
+
+def _grading_flags(p, units_help):
+    """The flags ``grade`` and ``autograder`` share."""
+    p.add_argument("--units", help=f"comma-separated units {units_help}")
+    p.add_argument("--secret", help="the assignment's secret, which draws the hidden cases "
+                                    "and checks the copy's signed record (default "
+                                    "$MINILENET_GRADING_SECRET; grade without one: new hidden "
+                                    "cases every run; autograder: a new random one)")
+    p.add_argument("--secret-file", help="a file holding the secret (kept out of every unit)")
+    p.add_argument("--rubric", help="points per unit, TOML [points] table (default: each "
+                                    "unit's own points)")
+    p.add_argument("--timeout", type=positive_float, default=60,
+                   help="seconds each unit may run (default 60)")
+    p.add_argument("--memory", type=positive_int, default=UNIT_MEMORY_MB,
+                   help=f"MiB of address space each unit may use (default {UNIT_MEMORY_MB})")
 
 
 def build_parser():
@@ -433,18 +488,26 @@ def build_parser():
     p.add_argument("--list", action="store_true", help="list the units, one line each")
     p.add_argument("--solutions", action="store_true",
                    help="withhold nothing: a solution copy (the answer key)")
+    p.add_argument("--secret", help="sign the copy's record of its units with the "
+                                    "assignment's secret (grade --secret checks it)")
+    p.add_argument("--secret-file", help="a file holding the secret")
     p.set_defaults(func=cmd_assign)
 
     p = sub.add_parser("grade", help="grade a student copy (or a folder of them) unit by unit")
     p.add_argument("submission", help="a student copy, or a folder with one per student")
-    p.add_argument("--rubric", help="points per unit, TOML (default: the shipped rubric)")
+    _grading_flags(p, "to grade (default: the copy's record of its withheld units)")
     p.add_argument("--json", help="write the detailed results here")
     p.add_argument("--gradescope", help="write Gradescope's results.json here")
     p.add_argument("--csv", help="for a folder: the scores' CSV (default FOLDER/grades.csv)")
-    p.add_argument("--timeout", type=positive_float, default=60,
-                   help="seconds each unit may run (default 60)")
+    p.add_argument("--sandbox-user", help="when run as root: the unprivileged account units "
+                                          "run as (default nobody)")
     p.add_argument("--quiet", action="store_true", help="no progress")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("autograder", help="write a Gradescope autograder bundle (a .zip)")
+    p.add_argument("out", help="the zip file to write")
+    _grading_flags(p, "of the assignment (default: every unit of the rubric)")
+    p.set_defaults(func=cmd_autograder)
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true",
                        help="show the traceback of an error (also: MINILENET_DEBUG=1)")

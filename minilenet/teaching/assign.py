@@ -17,7 +17,8 @@ from .units import MARKED_FILES, UNITS, find_regions, notebook_path, withhold
 #: What a student copy holds, relative to the checkout.
 CONTENTS = ("minilenet", "tests", "notebooks", "docs", "setup.cfg", "pyproject.toml")
 #: Left out of every student copy: the grader and its hidden cases.
-INSTRUCTOR_ONLY = ("minilenet/teaching/grading.py",)
+INSTRUCTOR_ONLY = tuple(f"minilenet/teaching/{name}.py" for name in
+                        ("grading", "sandbox", "driver", "similarity", "autograder"))
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc",
                                  ".ipynb_checkpoints", "*.egg-info")
 
@@ -71,10 +72,12 @@ def parse_units(text):
     return units
 
 
-def assign(out, units=None, solved=False):
+def assign(out, units=None, solved=False, secret=None):
     """Write a student copy into ``out`` (new or empty) withholding ``units``
     (default: all). ``solved=True`` keeps the solutions in place while still
     marking the units withheld: a copy as a student who solved them all hands in.
+    With ``secret`` (bytes), the copy's record of its units is signed, so that
+    ``grade --secret`` notices a record the student changed.
     Returns the path of the copy."""
     root = source_root()
     units = sorted(UNITS) if units is None else list(units)
@@ -95,13 +98,23 @@ def assign(out, units=None, solved=False):
             path = out / "minilenet" / rel
             lines = path.read_text().splitlines(keepends=True)
             path.write_text("".join(withhold(lines, units, rel)))
-    (out / "minilenet" / "assignment.py").write_text(
-        '"""The units of this copy that are the student\'s to write (minilenet assign)."""\n'
-        f"WITHHELD = frozenset({sorted(units)!r})\n")
+    (out / "minilenet" / "assignment.py").write_text(assignment_record(units, secret))
     for notebook in (out / "notebooks").glob("*.ipynb"):
         _student_notebook(notebook)
     (out / "README.md").write_text(student_readme(units, locations(root)))
     return out
+
+
+def assignment_record(units, secret=None):
+    """The text of a copy's ``assignment.py``: its withheld units (and their tag)."""
+    text = ('"""The units of this copy that are the student\'s to write (minilenet assign).\n\n'
+            'Changing this file changes nothing but what the notebooks and tests skip: the\n'
+            'instructor grades the units of the assignment."""\n'
+            f"WITHHELD = frozenset({sorted(units)!r})\n")
+    if secret is not None:
+        from .grading import sign
+        text += f"TAG = {sign(secret, units)!r}\n"
+    return text
 
 
 #: The first code cell of every notebook in a student copy.

@@ -1,72 +1,208 @@
-"""Run one unit's probes on a student's copy: the grader's child process.
+"""The program a graded unit runs in: the grader's child process.
 
-    python driver.py SUBMISSION UNIT INPUTS.npz OUTPUTS.npz [KEEP_KERNEL ...]
+The grader (``sandbox.run_unit``) passes this file's text on the command line,
+``python -I -S -B -c <this file> <settings as JSON>``, so what runs is the
+grader's own code, never a file a student could have replaced. In order, it:
 
-Imports the ``minilenet`` of SUBMISSION (and refuses to go on if ``import``
-finds another), swaps every ``numpy_ref`` kernel except KEEP_KERNEL for the
-instructor's reference (so one unit is graded alone), runs the probe on each
-case of INPUTS.npz (arrays named ``<case>::<input>``) and writes the outputs as
-``<case>::<output>``, plus ``status`` and ``message``. It is run by path, so it
-and ``probes.py`` are the instructor's files, never the student's.
+1. lowers its resource limits and, when started as root, covers the grader's
+   files with empty folders (a private mount namespace) and becomes the
+   unprivileged sandbox user: from here on nothing of the instructor's is
+   readable or writable;
+2. puts the private copy of the submission first on ``sys.path`` (with ``-I -S``
+   nothing else of the environment is: no PYTHONPATH, no user site, no ``.pth``
+   files, so no editable install of the instructor's package);
+3. installs an audit hook (PEP 578) that refuses, and reports, subprocesses,
+   ctypes, signals, sockets, frame and gc introspection and writes outside the
+   private folder: a tripwire, not the wall;
+4. imports the submission's ``minilenet`` (refusing any other), puts the
+   grader's reference of each dependency the settings list in place of the
+   student's (each function alone, executed from its source in a namespace of
+   its own), runs the unit's probe on every case and writes the outputs, an
+   ``.npz``, to the pipe the grader reads. The grader trusts none of it.
 """
-import importlib.util
+import json
 import os
+import resource
 import sys
-import traceback
 
-import numpy as np
+settings = json.loads(sys.argv[1])
+
+# ------------------------------------------------ 1. limits, namespace, user
+copy, private = settings["copy"], settings["private"]
+site = settings["site"]
 
 
-def _load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def _others_can_read(path):
+    """True when a user who is neither the owner nor in the group can read ``path``."""
+    path = os.path.realpath(path)
+    if not os.stat(path).st_mode & 0o004:
+        return False
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        if path == "/":
+            return True
+        path = os.path.dirname(path)
+
+
+if settings["cover"] and os.geteuid() == 0:
+    import ctypes
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _BIND, _REC, _PRIVATE = 4096, 16384, 1 << 18
+    if _libc.unshare(0x00020000) == 0:                      # CLONE_NEWNS
+        _libc.mount(b"none", b"/", None, _REC | _PRIVATE, None)
+        # Folders of this Python that the sandbox user could not read (a Python
+        # under /root) are shown to it again, bound under the private folder.
+        if settings["user"] is not None:
+            for _i, _entry in enumerate(list(sys.path) + site):
+                if os.path.isdir(_entry) and not _others_can_read(_entry):
+                    _seen = os.path.join(private, "python", str(_i))
+                    os.makedirs(_seen)
+                    _libc.mount(os.fsencode(_entry), os.fsencode(_seen), None, _BIND | _REC, None)
+                    sys.path[:] = [_seen if p == _entry else p for p in sys.path]
+                    site = [_seen if p == _entry else p for p in site]
+                    for _module in list(sys.modules.values()):      # collections, encodings
+                        _search = getattr(_module, "__path__", None)
+                        if isinstance(_search, list):
+                            _search[:] = [_seen + p[len(_entry):] if p.startswith(_entry + "/")
+                                          else p for p in _search]
+        for _path in settings["cover"]:                     # the grader's files: empty
+            if os.path.isdir(_path):
+                _libc.mount(b"tmpfs", os.fsencode(_path), b"tmpfs", 2 | 4 | 8, b"size=4k,mode=000")
+            else:
+                _libc.mount(b"/dev/null", os.fsencode(_path), None, _BIND, None)
+    del _libc, ctypes
+    sys.modules.pop("ctypes", None)
+if settings["user"] is not None:
+    uid, gid = settings["user"]
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+for _name, _value in settings["limits"].items():
+    resource.setrlimit(getattr(resource, _name), (_value, _value))
+os.umask(0o077)
+
+# --------------------------------------------------------------- 2. sys.path
+sys.path[:0] = [copy]
+sys.path += site
+import numpy as np                                            # noqa: E402
+import threadpoolctl                                          # noqa: E402,F401 (the package's)
+
+# ------------------------------------------------------------ 3. the tripwire
+REFUSED = []
+_FORBIDDEN = ("subprocess.", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
+              "os.forkpty", "os.kill", "os.killpg", "signal.", "ctypes.", "socket.",
+              "sys._current_frames",
+              "gc.get_objects", "gc.get_referrers", "gc.get_referents", "os.chmod",
+              "os.chown", "os.link", "os.symlink", "os.truncate", "pty.", "resource.setrlimit",
+              "resource.prlimit", "webbrowser.", "sys.remote_exec")
+_MOVES = ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.utime")
+_DENIED = tuple(os.path.realpath(p) for p in settings["cover"])
+_READABLE = tuple(os.path.realpath(p) for p in (copy, private, *sys.path, "/dev/null",
+                                                "/dev/urandom", "/proc/self",
+                                                "/etc/localtime", "/usr", "/lib"))
+
+
+def _inside(path, roots):
+    try:
+        path = os.path.realpath(os.fsdecode(path)) if not isinstance(path, int) else None
+    except (TypeError, ValueError):
+        return False
+    if path is None:
+        return True
+    return not any(path == d or path.startswith(d + "/") for d in _DENIED) and \
+        any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _tripwire(event, args):
+    refused = event.startswith(_FORBIDDEN)
+    if event == "open" and args and args[0] is not None:
+        mode, flags = args[1] or "r", args[2] or 0
+        writes = any(c in str(mode) for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR)
+        refused = not _inside(args[0], (private,) if writes else _READABLE)
+    elif event in _MOVES and args:
+        refused = not _inside(args[0], (private,))
+    elif event == "os.listdir" and args and args[0] is not None:
+        refused = not _inside(args[0], _READABLE)
+    if refused:
+        if not (event == "ctypes.dlopen" and args and args[0] == "libc.so.6"):
+            REFUSED.append(event)     # (the package's own malloc tuning asks for libc)
+        raise PermissionError(f"{event} is refused in a graded unit")
+
+
+sys.addaudithook(_tripwire)
+
+
+# ------------------------------------------------------------- 4. the probes
+def _module(name, source):
+    module = type(sys)(name)
+    exec(compile(source, f"<grader {name}>", "exec"), module.__dict__)
     return module
 
 
-def _write(path, arrays):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+def _put_references(numpy_ref, sources):
+    """Put each dependency's reference (its source, executed alone) in
+    ``numpy_ref``, in order, its other names resolved to the copy's functions."""
+    for name, source in sources:
+        namespace = {"np": np, "__name__": "grader_reference"}
+        exec(compile(source, f"<reference {name}>", "exec"), namespace)
+        function = namespace[name]
+        codes, used = [function.__code__], set()
+        while codes:
+            code = codes.pop()
+            used.update(code.co_names)
+            codes += [c for c in code.co_consts if hasattr(c, "co_names")]
+        for other in used - set(namespace):
+            if hasattr(numpy_ref, other):
+                namespace[other] = getattr(numpy_ref, other)
+        setattr(numpy_ref, name, function)
 
 
-def main(submission, unit, inputs, outputs, *keep):
-    here = os.path.dirname(os.path.abspath(__file__))
-    submission = os.path.realpath(submission)
-    sys.path.insert(0, submission)
-    import minilenet
-    found = os.path.realpath(minilenet.__file__)
-    if os.path.commonpath([found, submission]) != submission:
-        _write(outputs, {"status": np.array("error"), "message": np.array(
-            f"the grader would have imported {found}, not the submission")})
-        return 3
-    probes = _load(os.path.join(here, "probes.py"), "_grader_probes")
-    reference = _load(os.path.join(here, "..", "kernels", "numpy_ref.py"), "_grader_reference")
-    ml = probes.namespace()
-    for name in dir(reference):
-        if not name.startswith("_") and callable(getattr(reference, name)) \
-                and name not in keep and hasattr(ml.numpy_ref, name):
-            setattr(ml.numpy_ref, name, getattr(reference, name))
-    with np.load(inputs, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    cases = sorted({key.split("::")[0] for key in arrays})
-    out = {"status": np.array("ok"), "message": np.array(""), "module": np.array(found)}
+def _where(error):
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return "" if tb is None else f" ({os.path.basename(tb.tb_frame.f_code.co_filename)}, " \
+                                 f"line {tb.tb_lineno})"
+
+
+def main():
+    out = {}
+    with np.load(os.path.join(private, "inputs.npz"), allow_pickle=False) as data:
+        inputs = {key: data[key] for key in data.files}
     try:
-        for case in cases:
-            given = {k.split("::", 1)[1]: v for k, v in arrays.items()
-                     if k.startswith(case + "::")}
-            for key, value in probes.PROBES[unit](ml, given).items():
-                out[f"{case}::{key}"] = np.asarray(value)
+        import minilenet
+        found = os.path.realpath(minilenet.__file__)
+        if not found.startswith(os.path.realpath(copy) + os.sep):
+            raise ImportError(f"import minilenet found {found}, not the submission")
+        probes = _module("grader_probes", settings["probes"])
+        ml = probes.namespace()
+        _put_references(ml.numpy_ref, settings["references"])
     except NotImplementedError as e:
-        out.update(status=np.array("not implemented"), message=np.array(str(e)))
-    except Exception as e:                       # the student's code failed: report it
-        last = traceback.extract_tb(e.__traceback__)[-1]
-        out.update(status=np.array("error"), message=np.array(
-            f"{type(e).__name__}: {e} ({os.path.basename(last.filename)}, line {last.lineno})"))
-    _write(outputs, out)
-    return 0
+        return {"status": "not implemented", "message": str(e)}, out
+    except BaseException as e:                                 # noqa: B036 (a hostile copy)
+        return {"status": "error", "message": f"{type(e).__name__}: {e}{_where(e)}"}, out
+    cases = sorted({key.split("::")[0] for key in inputs}, key=int)
+    for case in cases:
+        given = {k.split("::", 1)[1]: v for k, v in inputs.items() if k.startswith(case + "::")}
+        try:
+            for key, value in probes.PROBES[settings["probe"]](ml, given).items():
+                out[f"{case}::{key}"] = np.asarray(value)
+        except NotImplementedError as e:
+            return {"status": "not implemented", "message": str(e), "case": case}, out
+        except BaseException as e:                             # noqa: B036
+            return {"status": "error", "message": f"{type(e).__name__}: {e}{_where(e)}",
+                    "case": case, "kind": type(e).__name__}, out
+    return {"status": "ok"}, out
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    import io
+    report, arrays = main()
+    if REFUSED:
+        report = {"status": "refused", "message": ", ".join(sorted(set(REFUSED)))}
+    buffer = io.BytesIO()
+    np.savez(buffer, report=np.array(json.dumps(report)), **{
+        k: v for k, v in arrays.items() if v.dtype.kind in "biuf"})
+    with os.fdopen(settings["channel"], "wb") as channel:
+        channel.write(buffer.getvalue())

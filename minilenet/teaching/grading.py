@@ -1,230 +1,131 @@
-"""minilenet grade: grade a student's copy unit by unit (instructors only: this
-file, with its hidden cases, is left out of every student copy).
+"""minilenet grade: grade a student's copy unit by unit, trusting none of it.
 
-Each unit runs in its own process (``driver.py``) with a time limit, on the
-submission's code, so a unit that raises, hangs or exits loses its own points
-only. Its outputs are compared with the instructor's reference on the same
+Only the units the copy hands out are graded (``--units``, else the copy's own
+record, which ``assign --secret`` signs). Each runs in a sandboxed process of
+its own (``sandbox.run_unit``) on a private copy of the submission, with the
+instructor's reference of each unit it depends on and nothing else of the
+instructor's. Its outputs are compared, here, with the reference on the same
 inputs, and its gradients with finite differences of the reference forward
-pass, on visible cases and on hidden ones (other shapes, batch sizes, seeds).
+pass, on visible cases (seeded by the unit's name: the ones ``minilenet check``
+shows the student) and hidden ones (seeded by the instructor's secret too).
+A unit that raises, hangs, exits or hands back anything odd loses its own
+points only; a folder run writes every student's row as soon as it is graded.
 """
+import ast
 import csv
+import hashlib
+import hmac
 import json
 import math
 import os
-import subprocess
-import sys
-import tempfile
+import secrets
+import time
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 
 import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_write
-from ..gradcheck import numerical_gradient, rel_error, sample_indices
-from . import probes
-from .units import UNITS
+from ..gradcheck import numerical_gradient, sample_indices
+from . import diagnosis, probes, sandbox
+from .cases import case_rng
+from .units import UNITS, closure
 
 #: Outputs must match the reference to this relative error, and gradients the
 #: finite differences of the reference forward pass to FD_TOLERANCE.
 TOLERANCE = 1e-9
 FD_TOLERANCE = 1e-6
-DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "driver.py")
+#: Finite differences carry an absolute noise of about eps * |f| / h (1e-7 for
+#: the MAP loss of penalties in the thousands), so their relative error is taken
+#: against a scale of at least 1: gradients near zero are not judged by noise.
+FD_SCALE = 1.0
+#: Environment variable that may hold the secret (or ``--secret`` / ``--secret-file``).
+SECRET_VARIABLE = "MINILENET_GRADING_SECRET"
 
 
-# ------------------------------------------------------------------ cases
-def _conv(rng, N, C, F, H, W, k):
-    return {"x": rng.standard_normal((N, C, H, W)), "w": rng.standard_normal((F, C, k, k)),
-            "b": rng.standard_normal(F), "dy": rng.standard_normal((N, F, H - k + 1, W - k + 1))}
+# ------------------------------------------------------------ the secret
+def load_secret(text=None, path=None):
+    """The instructor's secret as bytes: ``text``, else the file at ``path``, else
+    $MINILENET_GRADING_SECRET; None when none is given."""
+    if path:
+        try:
+            with open(path, "rb") as f:
+                text = f.read().strip()
+        except OSError as e:
+            raise UserError(f"--secret-file {path}: {e.strerror}") from None
+        if not text:
+            raise UserError(f"--secret-file {path}: the file is empty")
+    text = text or os.environ.get(SECRET_VARIABLE) or None
+    return text.encode() if isinstance(text, str) else text
 
 
-def _table(rng, N, table, H, W, k):
-    out_idx, in_idx = np.nonzero(table.T)
-    C, F = table.shape
-    return {"x": rng.standard_normal((N, C, H, W)), "w": rng.standard_normal((len(out_idx), k, k)),
-            "b": rng.standard_normal(F), "dy": rng.standard_normal((N, F, H - k + 1, W - k + 1)),
-            "out_idx": out_idx.astype(np.int64), "in_idx": in_idx.astype(np.int64)}
+def new_secret():
+    """A fresh random secret, as text to keep in a key file."""
+    return secrets.token_hex(32)
 
 
-def _windows(rng, N, C, H, W, k, stride):
-    return {"x": rng.standard_normal((N, C, H, W)), "kh": np.array(k), "kw": np.array(k),
-            "stride": np.array(stride)}
+def sign(secret, units):
+    """The tag ``assign --secret`` writes beside a copy's units."""
+    return hmac.new(secret, ",".join(sorted(units)).encode(), hashlib.sha256).hexdigest()
 
 
-def _cols(rng, N, C, H, W, k, stride):
-    OH, OW = (H - k) // stride + 1, (W - k) // stride + 1
-    return {"cols": rng.standard_normal((N, C, k, k, OH, OW)),
-            "x_shape": np.array([N, C, H, W]), "stride": np.array(stride)}
+def assignment_record(submission):
+    """(units, tag) from the copy's ``minilenet/assignment.py``, read as text
+    (never imported); UserError when it is missing or not of that form."""
+    path = os.path.join(submission, "minilenet", "assignment.py")
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(1 << 16))
+        values = {node.targets[0].id: node.value for node in tree.body
+                  if isinstance(node, ast.Assign) and len(node.targets) == 1
+                  and isinstance(node.targets[0], ast.Name)}
+        call = values["WITHHELD"]
+        units = ast.literal_eval(call.args[0]) if call.args else []
+        tag = ast.literal_eval(values["TAG"]) if "TAG" in values else None
+        if not (isinstance(call, ast.Call) and getattr(call.func, "id", "") == "frozenset"
+                and all(isinstance(u, str) for u in units)
+                and (tag is None or isinstance(tag, str))):
+            raise ValueError
+    except (OSError, SyntaxError, ValueError, KeyError, AttributeError, TypeError):
+        raise UserError(f"{path}: not an assignment record written by minilenet assign "
+                        f"(pass --units to name the units to grade)") from None
+    return sorted(set(units)), tag
 
 
-def _sub(rng, N, C, H, W, scale):
-    return {"x": rng.standard_normal((N, C, H, W)), "coef": rng.standard_normal(C),
-            "bias": rng.standard_normal(C), "dy": rng.standard_normal((N, C, H // 2, W // 2)),
-            "scale": np.array(scale)}
-
-
-def _penalties(rng, N, K, high):
-    y = rng.uniform(0, high, (N, K))
-    labels = rng.integers(0, K, N)
-    y[np.arange(N), labels] = rng.uniform(0, 2, N)
-    return {"scores": y, "labels": labels}
-
-
-def _pool(rng, N, C, H, W, k, stride, ties=False):
-    x = rng.permutation(np.arange(N * C * H * W) * 0.01).reshape(N, C, H, W)
-    if ties:                                          # a constant background, as on digits
-        x[..., : H // 2, :] = 0.0
-    OH, OW = (H - k) // stride + 1, (W - k) // stride + 1
-    return {"x": x, "dy": rng.standard_normal((N, C, OH, OW)), "k": np.array(k),
-            "stride": np.array(stride)}
-
-
-def _curvature(rng, N):
-    return {"x": rng.standard_normal((N, 2, 6, 6)), "centers": rng.choice([-1.0, 1.0], (3, 5)),
-            "conv.weight": rng.standard_normal((3, 2, 3, 3)), "conv.bias": rng.standard_normal(3),
-            "sub.weight": rng.standard_normal(3), "sub.bias": rng.standard_normal(3),
-            "dense.weight": rng.standard_normal((12, 5)), "dense.bias": rng.standard_normal(5)}
-
-
-def _step(rng, mu, eta):
-    shapes = {"weight": (4, 3), "bias": (3,)}
-    a = {"mu": np.array(mu), "eta": np.array(eta)}
-    for key, shape in shapes.items():
-        a[key], a[f"grad.{key}"] = rng.standard_normal(shape), rng.standard_normal(shape)
-        a[f"h.{key}"] = rng.uniform(0, 2, shape)
-    return a
-
-
-_C3 = np.array([[1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 1, 0]], dtype=bool)
-
-#: unit -> [(case label, hidden, make(rng) -> input arrays)]. The hidden cases
-#: use shapes, batch sizes and seeds that appear nowhere in the student copy.
-CASES = {
-    "im2col": [("3x3 windows", False, lambda r: _windows(r, 2, 2, 5, 6, 3, 1)),
-               ("stride 2, batch 3", True, lambda r: _windows(r, 3, 1, 7, 9, 3, 2))],
-    "col2im": [("overlapping 3x3", False, lambda r: _cols(r, 2, 2, 5, 6, 3, 1)),
-               ("stride 2, 4x4", True, lambda r: _cols(r, 1, 3, 8, 7, 4, 2))],
-    "conv.forward": [("2 -> 3 maps", False, lambda r: _conv(r, 2, 2, 3, 6, 7, 3)),
-                     ("batch 5, 5x5", True, lambda r: _conv(r, 5, 3, 2, 8, 9, 5))],
-    "conv.backward": [("2 -> 3 maps", False, lambda r: _conv(r, 2, 2, 3, 6, 7, 3)),
-                      ("batch 5, 5x5", True, lambda r: _conv(r, 5, 3, 2, 8, 9, 5))],
-    "c3.forward": [("small table", False, lambda r: _table(r, 2, _C3, 5, 6, 3)),
-                   ("C3's Table I", True, lambda r: _table(r, 3, _c3_table(), 9, 7, 5))],
-    "c3.backward": [("small table", False, lambda r: _table(r, 2, _C3, 5, 6, 3)),
-                    ("C3's Table I", True, lambda r: _table(r, 3, _c3_table(), 9, 7, 5))],
-    "subsampling.forward": [("sum", False, lambda r: _sub(r, 2, 3, 6, 4, 1.0)),
-                            ("average, batch 4", True, lambda r: _sub(r, 4, 2, 8, 10, 0.25))],
-    "subsampling.backward": [("sum", False, lambda r: _sub(r, 2, 3, 6, 4, 1.0)),
-                             ("average, batch 4", True, lambda r: _sub(r, 4, 2, 8, 10, 0.25))],
-    "scaled_tanh": [("(3, 5)", False, lambda r: {"x": r.standard_normal((3, 5)),
-                                                 "dy": r.standard_normal((3, 5))}),
-                    ("large inputs", True, lambda r: {"x": 6 * r.standard_normal((2, 3, 4, 4)),
-                                                      "dy": r.standard_normal((2, 3, 4, 4))})],
-    "rbf.forward": [("84 -> 10", False, lambda r: {"x": r.standard_normal((3, 84)),
-                                                   "centers": r.choice([-1.0, 1.0], (10, 84))}),
-                    ("7 -> 4, batch 6", True, lambda r: {
-                        "x": r.standard_normal((6, 7)), "centers": r.standard_normal((4, 7))})],
-    "rbf.backward": [("84 -> 10", False, lambda r: {
-        "x": r.standard_normal((3, 84)), "centers": r.choice([-1.0, 1.0], (10, 84)),
-        "dy": r.standard_normal((3, 10))}),
-        ("7 -> 4, batch 6", True, lambda r: {"x": r.standard_normal((6, 7)),
-                                             "centers": r.standard_normal((4, 7)),
-                                             "dy": r.standard_normal((6, 4))})],
-    "mse_loss": [("penalties", False, lambda r: _penalties(r, 4, 10, 200)),
-                 ("batch 7, 3 classes", True, lambda r: _penalties(r, 7, 3, 50))],
-    "map_loss": [("small penalties", False, lambda r: _penalties(r, 4, 10, 5)),
-                 ("penalties in the thousands", True, lambda r: _penalties(r, 5, 10, 3000))],
-    "softmax_cross_entropy": [
-        ("logits", False, lambda r: {"scores": 3 * r.standard_normal((4, 10)),
-                                     "labels": r.integers(0, 10, 4)}),
-        ("large logits", True, lambda r: {"scores": 800 * r.standard_normal((6, 5)),
-                                          "labels": r.integers(0, 5, 6)})],
-    "dense.forward": [("5 -> 4", False, lambda r: _dense(r, 3, 5, 4)),
-                      ("batch 8, 9 -> 2", True, lambda r: _dense(r, 8, 9, 2))],
-    "dense.backward": [("5 -> 4", False, lambda r: _dense(r, 3, 5, 4)),
-                       ("batch 8, 9 -> 2", True, lambda r: _dense(r, 8, 9, 2))],
-    "sdlm.curvature": [("3 samples", False, lambda r: _curvature(r, 3)),
-                       ("7 samples", True, lambda r: _curvature(r, 7))],
-    "sdlm.step": [("mu 0.02", False, lambda r: _step(r, 0.02, 5e-4)),
-                  ("mu 0.5", True, lambda r: _step(r, 0.5, 1e-4))],
-    "preprocess": [("bytes", False, lambda r: {"images": r.integers(0, 256, (3, 28, 28))
-                                               .astype(np.uint8)}),
-                   ("0 and 255", True, lambda r: {"images": np.array([[[0, 255]]], np.uint8)})],
-    "maxpool": [("2x2", False, lambda r: _pool(r, 2, 2, 4, 6, 2, 2)),
-                ("overlapping 3x3/1", True, lambda r: _pool(r, 2, 1, 5, 5, 3, 1)),
-                ("ties", True, lambda r: _pool(r, 1, 2, 6, 6, 2, 2, ties=True))],
-    "avgpool": [("2x2", False, lambda r: _pool(r, 2, 2, 4, 6, 2, 2)),
-                ("overlapping 3x3/1", True, lambda r: _pool(r, 2, 1, 5, 5, 3, 1))],
-}
-
-
-def _dense(rng, N, D, M):
-    return {"x": rng.standard_normal((N, D)), "w": rng.standard_normal((D, M)),
-            "b": rng.standard_normal(M), "dy": rng.standard_normal((N, M))}
-
-
-def _c3_table():
-    from ..table_conv import C3_TABLE
-    return C3_TABLE
-
-
-#: Gradient outputs checked by finite differences: unit -> (objective(ml, a),
-#: {output: input it is the gradient of}). The objective uses the reference.
-def _dot(name, *args):
-    return lambda ml, a: float(np.sum(getattr(ml.numpy_ref, name)(*[a[k] for k in args])
-                                      * a["dy"]))
-
-
-def _sub_forward(ml, a):
-    return float(np.sum(ml.numpy_ref.subsample_forward(a["x"], a["coef"], a["bias"],
-                                                       float(a["scale"])) * a["dy"]))
-
-
-def _tanh_forward(ml, a):
-    return float(np.sum(ml.activations.ScaledTanh(np.float64).f(a["x"]) * a["dy"]))
-
-
-def _loss_value(name):
-    return lambda ml, a: getattr(ml.losses, name)(a["scores"], a["labels"])[0]
-
-
-def _avgpool_forward(ml, a):
-    layer = ml.pooling.AvgPool2D(int(a["k"]), int(a["stride"]), dtype=np.float64,
-                                 backend="numpy")
-    return float(np.sum(layer.forward(a["x"]) * a["dy"]))
-
-
-GRADIENTS = {
-    "conv.backward": (_dot("conv2d_forward", "x", "w", "b"), {"dx": "x", "dw": "w", "db": "b"}),
-    "c3.backward": (_dot("table_conv2d_forward", "x", "w", "b", "out_idx", "in_idx"),
-                    {"dx": "x", "dw": "w", "db": "b"}),
-    "subsampling.backward": (_sub_forward, {"dx": "x", "dcoef": "coef", "dbias": "bias"}),
-    "scaled_tanh": (_tanh_forward, {"dx": "x"}),
-    "rbf.backward": (_dot("rbf_forward", "x", "centers"), {"dx": "x"}),
-    "dense.backward": (_dot("dense_forward", "x", "w", "b"), {"dx": "x", "dw": "w", "db": "b"}),
-    "mse_loss": (_loss_value("mse_loss"), {"grad": "scores"}),
-    "map_loss": (_loss_value("map_loss"), {"grad": "scores"}),
-    "softmax_cross_entropy": (_loss_value("softmax_cross_entropy"), {"grad": "scores"}),
-    "avgpool": (_avgpool_forward, {"dx": "x"}),
-}
+def handed_out(submission, units=None, secret=None):
+    """(units to grade, how they were chosen): ``units`` when given, else the
+    copy's record, checked against its tag when there is a secret."""
+    if units is not None:
+        return sorted(units), "--units"
+    recorded, tag = assignment_record(submission)
+    unknown = [u for u in recorded if u not in UNITS]
+    if unknown:
+        raise UserError(f"{submission}: its assignment record names unknown unit "
+                        f"{sandbox.clean(unknown[0], 40)!r}")
+    if secret is None:
+        return recorded, "the copy's record (unsigned: pass --units or --secret)"
+    if tag is None or not hmac.compare_digest(tag, sign(secret, recorded)):
+        raise UserError(f"{submission}: its assignment record was changed (its units do "
+                        f"not match the signature assign wrote)")
+    return recorded, "the copy's signed record"
 
 
 # ---------------------------------------------------------------- rubric
-def default_rubric_path():
-    return str(resources.files("minilenet.teaching").joinpath("rubric.toml"))
-
-
 def read_rubric(path=None):
-    """{unit: points} from a TOML rubric (``[points]`` table); UserError for an
-    unknown unit or a negative or non-numeric score."""
+    """{unit: points}: each unit's default points, overridden by a TOML rubric's
+    ``[points]`` table; UserError for an unknown unit or a bad score."""
+    rubric = {name: unit.points for name, unit in UNITS.items()}
+    if path is None:
+        return rubric
     try:
         import tomllib
     except ImportError:                                   # Python 3.10
         import tomli as tomllib
-    path = path or default_rubric_path()
     try:
         with open(path, "rb") as f:
             table = tomllib.load(f).get("points")
+    except OSError as e:
+        raise UserError(f"--rubric {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: not a valid TOML rubric ({e})") from e
     if not isinstance(table, dict) or not table:
@@ -235,139 +136,326 @@ def read_rubric(path=None):
                             f"lists them)")
         if not isinstance(points, (int, float)) or isinstance(points, bool) or points < 0:
             raise UserError(f"{path}: points for {unit!r} must be a number >= 0, got {points!r}")
-    return dict(table)
+    return rubric | table
+
+
+# ---------------------------------------------------------------- cases
+def case_inputs(unit, secret=None, hidden=True):
+    """[(label, hidden, inputs)] of ``unit``: the visible cases, and the hidden
+    ones when ``hidden`` (drawn from ``secret``, which they need)."""
+    out = []
+    for case in UNITS[unit].cases:
+        if case.hidden and not hidden:
+            continue
+        rng = case_rng(unit, case.label, secret if case.hidden else None)
+        out.append((case.label, case.hidden, case.make(rng)))
+    return out
+
+
+def references(unit, withheld):
+    """[(kernel, source)]: the instructor's code of each unit ``unit`` depends on
+    that is not the student's, dependencies first, never ``unit``'s own."""
+    with open(os.path.join(os.path.dirname(probes.__file__), "..", "kernels",
+                           "numpy_ref.py"), encoding="utf-8") as f:
+        text = f.read()
+    functions = {node.name: ast.get_source_segment(text, node) for node in ast.parse(text).body
+                 if isinstance(node, ast.FunctionDef)}
+    return [(kernel, functions[kernel]) for dependency in closure([unit])[:-1]
+            if dependency not in withheld for kernel in UNITS[dependency].kernels]
+
+
+# ---------------------------------------------------------------- checks
+@dataclass
+class Check:
+    """One comparison: ``what`` was checked on which case, its relative
+    ``error`` against ``tolerance``, and feedback (hidden cases' tell no values)."""
+    case: str
+    what: str
+    error: float
+    tolerance: float
+    hidden: bool
+    feedback: str = ""
+
+    @property
+    def passed(self):
+        return self.error <= self.tolerance
+
+
+def compare(unit, cases, got, reference=None):
+    """The checks of one unit's outputs ``got`` ({"<i>::<output>": array}) on
+    ``cases`` (from ``case_inputs``), against the reference in this process."""
+    reference = reference or probes.namespace()
+    record, checks = UNITS[unit], []
+    for i, (label, hidden, inputs) in enumerate(cases):
+        expected = probes.PROBES[record.probe_name](reference, _copies(inputs))
+        batch = _batch(inputs)
+        for key, want in expected.items():
+            have = got.get(f"{i}::{key}")
+            checks.append(_check(label, key, have, np.asarray(want), TOLERANCE, hidden, batch))
+        if record.gradient is not None:
+            checks += _gradient_checks(record.gradient, label, hidden, inputs, got, i,
+                                       reference, batch)
+    return checks
+
+
+def _batch(inputs):
+    """The batch size N of a case (its first array's first axis), for the hints."""
+    first = next((v for v in inputs.values() if np.ndim(v) >= 2), None)
+    return None if first is None else first.shape[0]
+
+
+def _copies(inputs):
+    return {k: np.array(v) for k, v in inputs.items()}
+
+
+def _check(label, key, have, want, tolerance, hidden, batch, what=None):
+    if have is None:
+        found = diagnosis.Diagnosis(math.inf, None, None, None, "missing from the answer")
+    else:
+        found = diagnosis.diagnose(have, want, batch=batch)
+    feedback = diagnosis.describe(what or key, found, hidden=hidden) \
+        if not found.error <= tolerance else f"{what or key}: relative error {found.error:.1e}"
+    return Check(label, what or key, found.error, tolerance, hidden, feedback)
+
+
+def _gradient_checks(gradient, label, hidden, inputs, got, i, reference, batch):
+    a = {k: np.array(v, dtype=np.float64) if v.dtype.kind == "f" else np.array(v)
+         for k, v in inputs.items()}
+    probe = probes.PROBES[gradient.probe]
+
+    def objective():
+        out = probe(reference, a)[gradient.output]
+        return float(np.sum(out * a[gradient.weight]) if gradient.weight else out)
+    checks, rng = [], np.random.default_rng(0)
+    for key, name in gradient.wrt.items():
+        have = got.get(f"{i}::{key}")
+        if have is None or np.shape(have) != a[name].shape:
+            continue                                 # the output check already failed
+        idx = sample_indices(a[name].shape, 10, rng)
+        numeric = numerical_gradient(objective, a[name], idx, h=1e-5)
+        check = _check(label, key, have.reshape(-1)[idx], numeric, FD_TOLERANCE, hidden, batch,
+                       what=f"{key} by finite differences")
+        scale = np.max(np.abs(have.reshape(-1)[idx]) + np.abs(numeric))
+        if np.isfinite(check.error) and scale < FD_SCALE:
+            check.error *= scale / FD_SCALE
+        checks.append(check)
+    return checks
 
 
 # ---------------------------------------------------------------- grading
 @dataclass
 class UnitResult:
     """One unit's grade: ``status`` is passed, failed, not implemented, timed
-    out or error; ``checks`` lists (what, relative error, tolerance, hidden)."""
+    out, refused or error."""
     unit: str
     status: str
     points: float
     max_points: float
     message: str = ""
     checks: list = field(default_factory=list)
+    seconds: float = 0.0
 
 
-def _inputs(unit, seed):
-    rng = np.random.default_rng([seed, sorted(UNITS).index(unit)])
-    return {label: make(rng) for label, _, make in CASES[unit]}
+@dataclass
+class Sandbox:
+    """How units run: their limits, the account (root only) and what is covered."""
+    limits: sandbox.Limits = field(default_factory=sandbox.Limits)
+    user: tuple = None
+    cover: tuple = ()
 
 
-def _compare(unit, inputs, got):
-    """Checks of one unit's outputs: (what, error, tolerance, hidden) each."""
-    reference = probes.namespace()
-    hidden = {label: h for label, h, _ in CASES[unit]}
-    checks = []
-    for case, arrays in inputs.items():
-        expected = probes.PROBES[unit](reference, {k: np.array(v) for k, v in arrays.items()})
-        for key, want in expected.items():
-            have = got.get(f"{case}::{key}")
-            if have is None or np.shape(have) != np.shape(want):
-                shape = None if have is None else np.shape(have)
-                checks.append((f"{case}: {key} has shape {shape}, expected {np.shape(want)}",
-                               math.inf, TOLERANCE, hidden[case]))
-                continue
-            checks.append((f"{case}: {key}", rel_error(have, want), TOLERANCE, hidden[case]))
-        if unit in GRADIENTS:
-            objective, wrt = GRADIENTS[unit]
-            a = {k: np.array(v, dtype=np.float64) if v.dtype.kind == "f" else v
-                 for k, v in arrays.items()}
-            rng = np.random.default_rng(0)
-            for key, name in wrt.items():
-                if got.get(f"{case}::{key}") is None or np.shape(got[f"{case}::{key}"]) != \
-                        a[name].shape:
-                    continue
-                idx = sample_indices(a[name].shape, 10, rng)
-                numeric = numerical_gradient(lambda: objective(reference, a), a[name], idx,
-                                             h=1e-5)
-                checks.append((f"{case}: {key} by finite differences",
-                               rel_error(got[f"{case}::{key}"].reshape(-1)[idx], numeric),
-                               FD_TOLERANCE, hidden[case]))
-    return checks
-
-
-def grade_unit(submission, unit, points, timeout=60, seed=0):
-    """Grade one unit of ``submission`` in a child process (``timeout`` seconds)."""
-    inputs = _inputs(unit, seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        in_path, out_path = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
-        np.savez(in_path, **{f"{case}::{k}": v for case, arrays in inputs.items()
-                             for k, v in arrays.items()})
-        cmd = [sys.executable, "-s", DRIVER, submission, unit, in_path, out_path,
-               *UNITS[unit].kernels]
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-        env.update(MINILENET_BACKEND="numpy", NUMBA_CACHE_DIR=os.path.join(tmp, "numba"))
-        try:
-            proc = subprocess.run(cmd, cwd=submission, env=env, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return UnitResult(unit, "timed out", 0, points, f"no answer within {timeout} s")
-        if not os.path.exists(out_path):
-            last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-            return UnitResult(unit, "error", 0, points,
-                              f"the process ended (exit status {proc.returncode}): {last}")
-        with np.load(out_path, allow_pickle=False) as data:
-            got = {k: data[k] for k in data.files}
-    status, message = str(got.pop("status")), str(got.pop("message"))
-    got.pop("module", None)
+def grade_unit(submission, unit, points, withheld, secret, box):
+    """Grade one unit of ``submission`` in a sandboxed child; a UnitResult."""
+    start = time.monotonic()
+    cases = case_inputs(unit, secret)
+    inputs = {f"{i}::{k}": v for i, (_, _, arrays) in enumerate(cases) for k, v in arrays.items()}
+    try:
+        report, got = sandbox.run_unit(submission, UNITS[unit].probe_name, inputs,
+                                       references(unit, withheld), box.limits, box.user,
+                                       box.cover)
+    except sandbox.UnitFailed as e:
+        return UnitResult(unit, e.status, 0, points, e.message,
+                          seconds=time.monotonic() - start)
+    seconds = time.monotonic() - start
+    status = report["status"]
     if status != "ok":
-        return UnitResult(unit, status, 0, points, message)
-    checks = _compare(unit, inputs, got)
-    failed = [c for c in checks if not c[1] <= c[2]]
+        return UnitResult(unit, status, 0, points, _child_message(report, cases), [], seconds)
+    checks = compare(unit, cases, got)
+    failed = [c for c in checks if not c.passed]
     if failed:
-        what, error, tol, hidden = max(failed, key=lambda c: c[1] / c[2])
-        return UnitResult(unit, "failed", 0, points,
-                          f"{'hidden check ' if hidden else ''}{what}: relative error "
-                          f"{error:.1e} (tolerance {tol:.0e})", checks)
+        worst = max(failed, key=lambda c: c.error / c.tolerance)
+        where = "hidden case" if worst.hidden else "case"
+        return UnitResult(unit, "failed", 0, points, f"{where} {worst.case!r}: {worst.feedback}",
+                          checks, seconds)
     return UnitResult(unit, "passed", points, points,
-                      f"{len(checks)} checks ({sum(c[3] for c in checks)} hidden)", checks)
+                      f"{len(checks)} checks ({sum(c.hidden for c in checks)} hidden)",
+                      checks, seconds)
+
+
+def _child_message(report, cases):
+    """The child's own words, unless they come from a hidden case (whose inputs
+    an exception message could carry): then only the case's kind and the error's."""
+    case = report.get("case", "")
+    if case.isdigit() and int(case) < len(cases) and cases[int(case)][1]:
+        kind = "".join(c for c in report.get("kind", "") if c.isalnum() or c == "_")[:40]
+        return f"hidden case {cases[int(case)][0]!r}: {kind or 'an error'} raised"
+    return report.get("message", "")
 
 
 def is_submission(folder):
     return os.path.isfile(os.path.join(folder, "minilenet", "__init__.py"))
 
 
-def grade(submission, rubric=None, timeout=60, progress=None):
-    """Grade every unit of the rubric; a list of UnitResult."""
+def grader_package():
+    """The folder of the package this grader runs from."""
+    return os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def check_grader_outside(*folders):
+    """UserError when this grader lives inside one of ``folders`` (a submission's
+    own grader is the student's code)."""
+    mine = grader_package()
+    for folder in folders:
+        folder = os.path.realpath(folder)
+        if os.path.commonpath([mine, folder]) == folder:
+            raise UserError(f"grade: this grader ({mine}) lives inside {folder}; run the "
+                            f"instructor's minilenet, installed outside the submissions")
+
+
+def make_sandbox(timeout=60, memory_mb=sandbox.UNIT_MEMORY_MB, user=None, cover=()):
+    """The sandbox settings of a run: the grader's own package and ``cover``
+    (submissions, the secret file) are hidden from every unit."""
+    try:
+        account = sandbox.sandbox_user(user)
+    except sandbox.SubmissionRefused as e:
+        raise UserError(f"grade: {e}") from None
+    return Sandbox(sandbox.Limits(timeout, memory_mb), account,
+                   (grader_package(), *(os.path.realpath(p) for p in cover)))
+
+
+@dataclass
+class Report:
+    """One submission's grade: its results and which units were graded, and why."""
+    submission: str
+    results: list
+    units_from: str = ""
+    error: str = ""
+    similarity: dict = field(default_factory=dict)
+
+    @property
+    def total(self):
+        return sum(r.points for r in self.results)
+
+    @property
+    def max_total(self):
+        return sum(r.max_points for r in self.results)
+
+
+def grade(submission, rubric=None, units=None, secret=None, box=None, progress=None):
+    """Grade the units ``submission`` hands out; a Report. Never raises for a
+    hostile submission: what cannot be graded becomes every unit's error."""
     submission = os.path.realpath(submission)
     if not is_submission(submission):
         raise UserError(f"{submission}: not a student copy (no minilenet/__init__.py in it)")
-    rubric = read_rubric(rubric) if not isinstance(rubric, dict) else rubric
+    check_grader_outside(submission)
+    rubric = rubric if isinstance(rubric, dict) else read_rubric(rubric)
+    box = box or make_sandbox(cover=(submission,))
+    try:
+        chosen, why = handed_out(submission, units, secret)
+    except UserError as e:
+        return Report(submission, [], error=str(e))
+    secret = secret if secret is not None else _run_secret()
+    graded = [u for u in chosen if u in rubric]
     results = []
-    for unit, points in rubric.items():
+    for unit in graded:
         progress and progress(unit)
-        results.append(grade_unit(submission, unit, points, timeout))
-    return results
+        try:
+            results.append(grade_unit(submission, unit, rubric[unit], set(chosen), secret, box))
+        except sandbox.SubmissionRefused as e:
+            results.append(UnitResult(unit, "error", 0, rubric[unit], f"refused: {e}"))
+    return Report(submission, results, why)
 
 
-def format_table(results):
-    lines = [f"{'unit':<24}{'result':<17}{'points':>10}  details", "-" * 90]
-    for r in results:
+def add_similarity(report):
+    """Set ``report.similarity``: how alike each graded unit's code is to the
+    reference's (``similarity.similarity``, 0 to 1; units too short to judge left out)."""
+    from . import similarity
+    for result in report.results:
+        mine = similarity.student_code(report.submission, grader_package_root(), result.unit)
+        if similarity.judgeable(mine):
+            report.similarity[result.unit] = similarity.similarity(
+                mine, similarity.reference_regions(grader_package_root(), result.unit))
+    return report
+
+
+_SECRET = []
+
+
+def _run_secret():
+    """A random secret for this run when the instructor gave none: hidden cases
+    are then new at every run (and cannot have been prepared for)."""
+    if not _SECRET:
+        _SECRET.append(os.urandom(32))
+    return _SECRET[0]
+
+
+# ----------------------------------------------------------------- output
+def format_table(report):
+    lines = [f"units graded: {', '.join(r.unit for r in report.results) or 'none'} "
+             f"(from {report.units_from})" if not report.error else f"error: {report.error}",
+             f"{'unit':<24}{'result':<17}{'points':>10}  details", "-" * 90]
+    for r in report.results:
         lines.append(f"{r.unit:<24}{r.status:<17}{f'{r.points:g}/{r.max_points:g}':>10}  "
                      f"{r.message}")
-    total, most = sum(r.points for r in results), sum(r.max_points for r in results)
-    lines += ["-" * 90, f"total: {total:g} / {most:g}"]
+    from .similarity import THRESHOLD
+    for unit, score in report.similarity.items():
+        if score >= THRESHOLD:
+            lines.append(f"{unit:<24}{'flagged':<17}{'':>10}  its code is {score:.0%} like the "
+                         f"reference's")
+    lines += ["-" * 90, f"total: {report.total:g} / {report.max_total:g}"]
     return "\n".join(lines)
 
 
-def to_json(results):
-    return {"total": sum(r.points for r in results),
-            "max_total": sum(r.max_points for r in results),
+def to_json(report):
+    return {"submission": report.submission, "total": report.total,
+            "max_total": report.max_total, "units_from": report.units_from,
+            "error": report.error, "similarity": report.similarity,
             "units": [{k: v for k, v in asdict(r).items() if k != "checks"}
-                      | {"checks": [{"what": w, "error": e if math.isfinite(e) else None,
-                                     "tolerance": t, "hidden": h} for w, e, t, h in r.checks]}
-                      for r in results]}
+                      | {"checks": [{"case": c.case, "what": c.what,
+                                     "error": c.error if math.isfinite(c.error) else None,
+                                     "tolerance": c.tolerance, "hidden": c.hidden,
+                                     "feedback": c.feedback} for c in r.checks]}
+                      for r in report.results]}
 
 
-def to_gradescope(results):
-    """The Gradescope autograder's results.json layout."""
-    return {"score": sum(r.points for r in results),
-            "tests": [{"name": r.unit, "score": r.points, "max_score": r.max_points,
-                       "output": f"{r.status}: {r.message}" if r.message else r.status}
-                      for r in results]}
+def to_gradescope(report, seconds=0.0):
+    """Gradescope's results.json: a test per unit; what its hidden cases found
+    in a second test seen only once the grades are published."""
+    tests = []
+    for r in report.results:
+        visible = [c for c in r.checks if not c.hidden]
+        hidden = [c for c in r.checks if c.hidden]
+        text = f"**{r.status}**: {r.message}" if r.message else f"**{r.status}**"
+        if any(not c.passed for c in hidden) and all(c.passed for c in visible):
+            text = f"**{r.status}**: a hidden case failed (details once grades are published)"
+        tests.append({"name": r.unit, "score": r.points, "max_score": r.max_points,
+                      "status": "passed" if r.status == "passed" else "failed",
+                      "output": text + _markdown_checks(visible), "visibility": "visible"})
+        if hidden:
+            tests.append({"name": f"{r.unit}: hidden cases", "score": 0, "max_score": 0,
+                          "status": "passed" if all(c.passed for c in hidden) else "failed",
+                          "output": _markdown_checks(hidden).strip(),
+                          "visibility": "after_published"})
+    out = {"score": report.total, "execution_time": round(seconds, 1),
+           "output_format": "md", "test_output_format": "md", "tests": tests}
+    if report.error:
+        out["output"] = f"**error**: {report.error}"
+    return out
+
+
+def _markdown_checks(checks):
+    return "".join(f"\n- {'passed' if c.passed else 'FAILED'}: {c.case}: {c.feedback}"
+                   for c in checks)
 
 
 def write_json(path, data):
@@ -375,22 +463,75 @@ def write_json(path, data):
         json.dump(data, f, indent=1)
 
 
-def grade_folder(folder, rubric=None, timeout=60, csv_path=None, progress=True):
-    """Grade every student copy in ``folder`` (one subfolder each); writes a CSV of
-    points, one row a student; returns {student: results}."""
+def _csv_cell(text):
+    """A student's folder name, safe in a spreadsheet (no formula)."""
+    text = sandbox.clean(text, 120)
+    return "'" + text if text[:1] in "=+-@\t\r" else text
+
+
+def grade_folder(folder, rubric=None, units=None, secret=None, box=None, csv_path=None,
+                 progress=True):
+    """Grade every student copy in ``folder`` (one subfolder each). After each
+    student the CSV (one row a student) is rewritten and the student's JSON is
+    written to FOLDER/grades/; pairs of students (and students and the
+    reference) whose code is alike are flagged. Returns ({student: Report}, csv)."""
     from tqdm.auto import tqdm
-    students = sorted(d for d in os.listdir(folder) if is_submission(os.path.join(folder, d)))
+    from . import similarity
+    folder = os.path.realpath(folder)
+    students = sorted(d for d in os.listdir(folder) if d != "grades"
+                      and not os.path.islink(os.path.join(folder, d))
+                      and is_submission(os.path.join(folder, d)))
     if not students:
         raise UserError(f"{folder}: no student copies in it (subfolders with minilenet/)")
-    rubric = read_rubric(rubric) if not isinstance(rubric, dict) else rubric
-    graded = {}
-    for student in tqdm(students, desc="grading", unit="student", disable=not progress):
-        graded[student] = grade(os.path.join(folder, student), rubric, timeout)
+    check_grader_outside(folder)
+    rubric = rubric if isinstance(rubric, dict) else read_rubric(rubric)
+    box = box or make_sandbox(cover=(folder,))
     csv_path = csv_path or os.path.join(folder, "grades.csv")
-    with atomic_write(csv_path, "w") as f:
+    reports = {}
+    for student in tqdm(students, desc="grading", unit="student", disable=not progress):
+        try:
+            reports[student] = grade(os.path.join(folder, student), rubric, units, secret, box)
+        except Exception as e:                                 # noqa: BLE001
+            reports[student] = Report(os.path.join(folder, student), [],
+                                      error=f"could not be graded: {type(e).__name__}: {e}")
+        write_json(os.path.join(folder, "grades", f"{student}.json"), to_json(reports[student]))
+        _write_csv(csv_path, reports, [])
+    flags = []
+    for unit in _graded(reports):
+        who = {s: os.path.join(folder, s) for s, r in reports.items()
+               if unit in {x.unit for x in r.results}}
+        flags += similarity.compare(grader_package_root(), who, [unit]).flags()
+    _write_csv(csv_path, reports, flags)
+    for student, report in reports.items():
+        report.similarity = {f.unit: f.score for f in flags if f.kind == "reference"
+                             and student in f.who}
+        data = to_json(report) | {"flags": [asdict(f) for f in flags if student in f.who]}
+        write_json(os.path.join(folder, "grades", f"{student}.json"), data)
+    return reports, csv_path
+
+
+def grader_package_root():
+    """The folder holding this grader's ``minilenet`` package."""
+    return os.path.dirname(grader_package())
+
+
+def _graded(reports):
+    """The units any of ``reports`` graded, in the order of ``UNITS``."""
+    graded = {r.unit for report in reports.values() for r in report.results}
+    return [u for u in UNITS if u in graded]
+
+
+def _write_csv(path, reports, flags):
+    columns = _graded(reports)
+    with atomic_write(path, "w") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", *rubric, "total"])
-        for student, results in graded.items():
-            writer.writerow([student, *(f"{r.points:g}" for r in results),
-                             f"{sum(r.points for r in results):g}"])
-    return graded, csv_path
+        writer.writerow(["student", *columns, "total", "max", "flags"])
+        for student, report in reports.items():
+            points = {r.unit: f"{r.points:g}" for r in report.results}
+            marks = "; ".join(f"{x.unit} {x.kind} {x.score:.2f}"
+                              + (f" with {' and '.join(y for y in x.who if y != student)}"
+                                 if x.kind == "pair" else "")
+                              for x in flags if student in x.who)
+            writer.writerow([_csv_cell(student), *(points.get(u, "") for u in columns),
+                             f"{report.total:g}", f"{report.max_total:g}",
+                             report.error and _csv_cell(report.error) or marks])
