@@ -25,13 +25,11 @@ import os
 import resource
 import sys
 
-settings = json.loads(sys.argv[1])
+np = None                                   # numpy, imported once sys.path is set
+REFUSED = []                                # the events the tripwire refused
+
 
 # ------------------------------------------------ 1. limits, namespace, user
-copy, private = settings["copy"], settings["private"]
-site = settings["site"]
-
-
 def _others_can_read(path):
     """True when a user who is neither the owner nor in the group can read ``path``."""
     path = os.path.realpath(path)
@@ -45,92 +43,97 @@ def _others_can_read(path):
         path = os.path.dirname(path)
 
 
-if settings["cover"] and os.geteuid() == 0:
-    import ctypes
-    _libc = ctypes.CDLL(None, use_errno=True)
-    _BIND, _REC, _PRIVATE = 4096, 16384, 1 << 18
-    if _libc.unshare(0x00020000) == 0:                      # CLONE_NEWNS
-        _libc.mount(b"none", b"/", None, _REC | _PRIVATE, None)
-        # Folders of this Python that the sandbox user could not read (a Python
-        # under /root) are shown to it again, bound under the private folder.
-        if settings["user"] is not None:
-            for _i, _entry in enumerate(list(sys.path) + site):
-                if os.path.isdir(_entry) and not _others_can_read(_entry):
-                    _seen = os.path.join(private, "python", str(_i))
-                    os.makedirs(_seen)
-                    _libc.mount(os.fsencode(_entry), os.fsencode(_seen), None, _BIND | _REC, None)
-                    sys.path[:] = [_seen if p == _entry else p for p in sys.path]
-                    site = [_seen if p == _entry else p for p in site]
-                    for _module in list(sys.modules.values()):      # collections, encodings
-                        _search = getattr(_module, "__path__", None)
-                        if isinstance(_search, list):
-                            _search[:] = [_seen + p[len(_entry):] if p.startswith(_entry + "/")
-                                          else p for p in _search]
-        for _path in settings["cover"]:                     # the grader's files: empty
-            if os.path.isdir(_path):
-                _libc.mount(b"tmpfs", os.fsencode(_path), b"tmpfs", 2 | 4 | 8, b"size=4k,mode=000")
-            else:
-                _libc.mount(b"/dev/null", os.fsencode(_path), None, _BIND, None)
-    del _libc, ctypes
-    sys.modules.pop("ctypes", None)
-if settings["user"] is not None:
-    uid, gid = settings["user"]
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
-for _name, _value in settings["limits"].items():
-    resource.setrlimit(getattr(resource, _name), (_value, _value))
-os.umask(0o077)
+def _relocate(entry, seen):
+    """Point ``sys.path`` and the loaded packages' ``__path__`` from ``entry`` to ``seen``."""
+    sys.path[:] = [seen if p == entry else p for p in sys.path]
+    for module in list(sys.modules.values()):               # collections, encodings
+        search = getattr(module, "__path__", None)
+        if isinstance(search, list):
+            search[:] = [seen + p[len(entry):] if p.startswith(entry + "/") else p
+                         for p in search]
 
-# --------------------------------------------------------------- 2. sys.path
-sys.path[:0] = [copy]
-sys.path += site
-import numpy as np                                            # noqa: E402
-import threadpoolctl                                          # noqa: E402,F401 (the package's)
+
+def enter_sandbox(settings):
+    """Cover the grader's files (root: a private mount namespace), become the
+    sandbox user, lower the limits. Returns the site folders, as now seen."""
+    site = list(settings["site"])
+    if settings["cover"] and os.geteuid() == 0:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        bind, recursive, private = 4096, 16384, 1 << 18
+        if libc.unshare(0x00020000) == 0:                      # CLONE_NEWNS
+            libc.mount(b"none", b"/", None, recursive | private, None)
+            # Folders of this Python that the sandbox user could not read (a Python
+            # under /root) are shown to it again, bound under the private folder.
+            for i, entry in enumerate(list(sys.path) + site if settings["user"] else []):
+                if os.path.isdir(entry) and not _others_can_read(entry):
+                    seen = os.path.join(settings["private"], "python", str(i))
+                    os.makedirs(seen)
+                    libc.mount(os.fsencode(entry), os.fsencode(seen), None, bind | recursive,
+                               None)
+                    _relocate(entry, seen)
+                    site = [seen if p == entry else p for p in site]
+            for path in settings["cover"]:                     # the grader's files: empty
+                if os.path.isdir(path):                        # nosuid, nodev, noexec
+                    libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", 2 | 4 | 8,
+                               b"size=4k,mode=000")
+                else:
+                    libc.mount(b"/dev/null", os.fsencode(path), None, bind, None)
+        del libc, ctypes
+        sys.modules.pop("ctypes", None)
+    if settings["user"] is not None:
+        uid, gid = settings["user"]
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    for name, value in settings["limits"].items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    os.umask(0o077)
+    return site
+
 
 # ------------------------------------------------------------ 3. the tripwire
-REFUSED = []
 _FORBIDDEN = ("subprocess.", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
               "os.forkpty", "os.kill", "os.killpg", "signal.", "ctypes.", "socket.",
-              "sys._current_frames",
-              "gc.get_objects", "gc.get_referrers", "gc.get_referents", "os.chmod",
-              "os.chown", "os.link", "os.symlink", "os.truncate", "pty.", "resource.setrlimit",
-              "resource.prlimit", "webbrowser.", "sys.remote_exec")
+              "sys._current_frames", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+              "os.chmod", "os.chown", "os.link", "os.symlink", "os.truncate", "pty.",
+              "resource.setrlimit", "resource.prlimit", "webbrowser.", "sys.remote_exec")
 _MOVES = ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.utime")
-_DENIED = tuple(os.path.realpath(p) for p in settings["cover"])
-_READABLE = tuple(os.path.realpath(p) for p in (copy, private, *sys.path, "/dev/null",
-                                                "/dev/urandom", "/proc/self",
-                                                "/etc/localtime", "/usr", "/lib"))
 
 
-def _inside(path, roots):
-    try:
-        path = os.path.realpath(os.fsdecode(path)) if not isinstance(path, int) else None
-    except (TypeError, ValueError):
-        return False
-    if path is None:
-        return True
-    return not any(path == d or path.startswith(d + "/") for d in _DENIED) and \
-        any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+def install_tripwire(settings):
+    """An audit hook refusing (and recording in REFUSED) what a unit has no business doing."""
+    private = settings["private"]
+    denied = tuple(os.path.realpath(p) for p in settings["cover"])
+    readable = tuple(os.path.realpath(p) for p in (
+        settings["copy"], private, *sys.path, "/dev/null", "/dev/urandom", "/proc/self",
+        "/etc/localtime", "/usr", "/lib"))
 
+    def inside(path, roots):
+        try:
+            path = os.path.realpath(os.fsdecode(path)) if not isinstance(path, int) else None
+        except (TypeError, ValueError):
+            return False
+        if path is None:
+            return True
+        return not any(path == d or path.startswith(d + "/") for d in denied) and \
+            any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
-def _tripwire(event, args):
-    refused = event.startswith(_FORBIDDEN)
-    if event == "open" and args and args[0] is not None:
-        mode, flags = args[1] or "r", args[2] or 0
-        writes = any(c in str(mode) for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR)
-        refused = not _inside(args[0], (private,) if writes else _READABLE)
-    elif event in _MOVES and args:
-        refused = not _inside(args[0], (private,))
-    elif event == "os.listdir" and args and args[0] is not None:
-        refused = not _inside(args[0], _READABLE)
-    if refused:
-        if not (event == "ctypes.dlopen" and args and args[0] == "libc.so.6"):
-            REFUSED.append(event)     # (the package's own malloc tuning asks for libc)
-        raise PermissionError(f"{event} is refused in a graded unit")
-
-
-sys.addaudithook(_tripwire)
+    def tripwire(event, args):
+        refused = event.startswith(_FORBIDDEN)
+        if event == "open" and args and args[0] is not None:
+            mode, flags = args[1] or "r", args[2] or 0
+            writes = any(c in str(mode) for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR)
+            refused = not inside(args[0], (private,) if writes else readable)
+        elif event in _MOVES and args:
+            refused = not inside(args[0], (private,))
+        elif event == "os.listdir" and args and args[0] is not None:
+            refused = not inside(args[0], readable)
+        if refused:
+            if not (event == "ctypes.dlopen" and args and args[0] == "libc.so.6"):
+                REFUSED.append(event)     # (the package's own malloc tuning asks for libc)
+            raise PermissionError(f"{event} is refused in a graded unit")
+    sys.addaudithook(tripwire)
 
 
 # ------------------------------------------------------------- 4. the probes
@@ -166,9 +169,10 @@ def _where(error):
                                  f"line {tb.tb_lineno})"
 
 
-def main():
-    out = {}
-    with np.load(os.path.join(private, "inputs.npz"), allow_pickle=False) as data:
+def main(settings):
+    """Run the probe on every case: (report, {"<case>::<output>": array})."""
+    copy, out = settings["copy"], {}
+    with np.load(os.path.join(settings["private"], "inputs.npz"), allow_pickle=False) as data:
         inputs = {key: data[key] for key in data.files}
     try:
         import minilenet
@@ -198,7 +202,14 @@ def main():
 
 if __name__ == "__main__":
     import io
-    report, arrays = main()
+    settings = json.loads(sys.argv[1])
+    site = enter_sandbox(settings)
+    sys.path[:0] = [settings["copy"]]                      # ------------ 2. sys.path
+    sys.path += site
+    import numpy as np
+    import threadpoolctl                                   # noqa: F401 (before the tripwire)
+    install_tripwire(settings)
+    report, arrays = main(settings)
     if REFUSED:
         report = {"status": "refused", "message": ", ".join(sorted(set(REFUSED)))}
     buffer = io.BytesIO()
