@@ -13,6 +13,7 @@ points only; a folder run writes every student's row as soon as it is graded.
 """
 import ast
 import csv
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -208,11 +209,15 @@ def _copies(inputs):
     return {k: np.array(v) for k, v in inputs.items()}
 
 
-def _check(label, key, have, want, tolerance, hidden, batch, what=None):
+def _check(label, key, have, want, tolerance, hidden, batch, what=None, floor=0.0):
+    """One Check; its relative error is taken against a scale of at least ``floor``."""
     if have is None:
         found = diagnosis.Diagnosis(math.inf, None, None, None, "missing from the answer")
     else:
         found = diagnosis.diagnose(have, want, batch=batch)
+        scale = float(np.max(np.abs(have) + np.abs(want))) if want.size else 0.0
+        if math.isfinite(found.error) and scale < floor:
+            found = dataclasses.replace(found, error=found.error * scale / floor)
     feedback = diagnosis.describe(what or key, found, hidden=hidden) \
         if not found.error <= tolerance else f"{what or key}: relative error {found.error:.1e}"
     return Check(label, what or key, found.error, tolerance, hidden, feedback)
@@ -233,12 +238,8 @@ def _gradient_checks(gradient, label, hidden, inputs, got, i, reference, batch):
             continue                                 # the output check already failed
         idx = sample_indices(a[name].shape, 10, rng)
         numeric = numerical_gradient(objective, a[name], idx, h=1e-5)
-        check = _check(label, key, have.reshape(-1)[idx], numeric, FD_TOLERANCE, hidden, batch,
-                       what=f"{key} by finite differences")
-        scale = np.max(np.abs(have.reshape(-1)[idx]) + np.abs(numeric))
-        if np.isfinite(check.error) and scale < FD_SCALE:
-            check.error *= scale / FD_SCALE
-        checks.append(check)
+        checks.append(_check(label, key, have.reshape(-1)[idx], numeric, FD_TOLERANCE, hidden,
+                             batch, what=f"{key} by finite differences", floor=FD_SCALE))
     return checks
 
 
@@ -373,6 +374,9 @@ def grade(submission, rubric=None, units=None, secret=None, box=None, progress=N
             results.append(grade_unit(submission, unit, rubric[unit], set(chosen), secret, box))
         except sandbox.SubmissionRefused as e:
             results.append(UnitResult(unit, "error", 0, rubric[unit], f"refused: {e}"))
+        except Exception as e:                     # noqa: BLE001 (the unit's error, not the run's)
+            results.append(UnitResult(unit, "error", 0, rubric[unit], sandbox.clean(
+                f"the grader could not grade it: {type(e).__name__}: {e}")))
     return Report(submission, results, why)
 
 
@@ -496,15 +500,16 @@ def grade_folder(folder, rubric=None, units=None, secret=None, box=None, csv_pat
                                       error=f"could not be graded: {type(e).__name__}: {e}")
         write_json(os.path.join(folder, "grades", f"{student}.json"), to_json(reports[student]))
         _write_csv(csv_path, reports, [])
-    flags = []
+    scores = []
     for unit in _graded(reports):
         who = {s: os.path.join(folder, s) for s, r in reports.items()
                if unit in {x.unit for x in r.results}}
-        flags += similarity.compare(grader_package_root(), who, [unit]).flags()
+        scores += similarity.compare(grader_package_root(), who, [unit]).scores
+    flags = similarity.Report(scores).flags()
     _write_csv(csv_path, reports, flags)
     for student, report in reports.items():
-        report.similarity = {f.unit: f.score for f in flags if f.kind == "reference"
-                             and student in f.who}
+        report.similarity = {s.unit: s.score for s in scores if s.kind == "reference"
+                             and s.who == (student,) and s.judgeable}
         data = to_json(report) | {"flags": [asdict(f) for f in flags if student in f.who]}
         write_json(os.path.join(folder, "grades", f"{student}.json"), data)
     return reports, csv_path
