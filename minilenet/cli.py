@@ -106,6 +106,13 @@ def cmd_gradcheck(args):
     return 0 if all(r.passed for r in results) else 1
 
 
+def cmd_check(args):
+    from .teaching.check import check, format_report
+    report = check(args.units)
+    print(format_report(report))
+    return 0 if all(r.status == "passed" for r in report) else 1
+
+
 def _config_from_args(args):
     from .train import TrainConfig
     variant = args.variant
@@ -368,6 +375,12 @@ def build_parser():
                                          "network; exits 1 on any failure")
     p.add_argument("-v", "--verbose", action="store_true", help="name each case as it runs")
     p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser("check", help="check your units on the visible cases (a student's own "
+                                     "grader); exits 1 unless every unit asked passes")
+    p.add_argument("units", nargs="*", help="units to check (default: this copy's units; "
+                                            "in the instructor's checkout, every unit)")
+    p.set_defaults(func=cmd_check)
 
     def data_flags(p):
         p.add_argument("--data", help="folder with the MNIST IDX files (default: "

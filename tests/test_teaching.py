@@ -217,16 +217,18 @@ def test_subtle_bugs_lose_exactly_their_units_points(tmp_path):
     units = ["scaled_tanh", "col2im", "c3.backward", "im2col", "conv.backward", "c3.forward",
              "sdlm.curvature", "maxpool", "avgpool"]
     results = {r.unit: r for r in grade(copy, rubric, units).results}
-    # conv.backward and avgpool call col2im, which is the student's too: its bug costs
-    # them as well. With col2im not handed out, they run the reference col2im.
+    # conv.backward, avgpool and sdlm.curvature call col2im, which is the student's
+    # too: its bug costs them as well. With col2im not handed out, they run the reference col2im.
     assert {u for u, r in results.items() if r.status != "passed"} == \
-        {"scaled_tanh", "col2im", "c3.backward", "maxpool", "conv.backward", "avgpool"}
+        {"scaled_tanh", "col2im", "c3.backward", "maxpool", "conv.backward", "avgpool",
+         "sdlm.curvature"}
     assert all(results[u].status == "failed" and results[u].points == 0
                for u in ("scaled_tanh", "col2im", "c3.backward", "maxpool"))
     alone = {r.unit: r for r in grade(copy, rubric, ["conv.backward", "avgpool",
-                                                     "maxpool"]).results}
-    assert [alone[u].status for u in ("conv.backward", "avgpool")] == ["passed", "passed"]
-    assert alone["maxpool"].message.startswith("hidden case 'ties': dx: relative error")
+                                                     "sdlm.curvature", "maxpool"]).results}
+    assert [alone[u].status for u in ("conv.backward", "avgpool", "sdlm.curvature")] == \
+        ["passed"] * 3
+    assert alone["maxpool"].message.startswith("case 'ties, 2x2': dx: relative error")
     assert "relative error" in results["col2im"].message
 
 

@@ -103,8 +103,10 @@ def squashing(rng, shape, spread=1.0):
 
 
 def curvature(rng, N):
-    """A small conv-subsampling-dense-RBF network's inputs (N, 2, 6, 6) and weights."""
-    return {"x": rng.standard_normal((N, 2, 6, 6)), "centers": rng.choice([-1.0, 1.0], (3, 5)),
+    """A small subsampling-conv-subsampling-dense-RBF network's inputs (N, 2, 12, 12)
+    and weights (a layer before the convolution, so that its input curvature counts)."""
+    return {"x": rng.standard_normal((N, 2, 12, 12)), "centers": rng.choice([-1.0, 1.0], (3, 5)),
+            "sub0.weight": rng.standard_normal(2), "sub0.bias": rng.standard_normal(2),
             "conv.weight": rng.standard_normal((3, 2, 3, 3)), "conv.bias": rng.standard_normal(3),
             "sub.weight": rng.standard_normal(3), "sub.bias": rng.standard_normal(3),
             "dense.weight": rng.standard_normal((12, 5)), "dense.bias": rng.standard_normal(5)}

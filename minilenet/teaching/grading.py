@@ -13,7 +13,6 @@ points only; a folder run writes every student's row as soon as it is graded.
 """
 import ast
 import csv
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -23,23 +22,13 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_write
-from ..gradcheck import numerical_gradient, sample_indices
-from . import diagnosis, probes, sandbox
-from .cases import case_rng
+from . import probes, sandbox
+from .compare import case_inputs, compare
 from .units import UNITS, closure
 
-#: Outputs must match the reference to this relative error, and gradients the
-#: finite differences of the reference forward pass to FD_TOLERANCE.
-TOLERANCE = 1e-9
-FD_TOLERANCE = 1e-6
-#: Finite differences carry an absolute noise of about eps * |f| / h (1e-7 for
-#: the MAP loss of penalties in the thousands), so their relative error is taken
-#: against a scale of at least 1: gradients near zero are not judged by noise.
-FD_SCALE = 1.0
 #: Environment variable that may hold the secret (or ``--secret`` / ``--secret-file``).
 SECRET_VARIABLE = "MINILENET_GRADING_SECRET"
 
@@ -140,19 +129,7 @@ def read_rubric(path=None):
     return rubric | table
 
 
-# ---------------------------------------------------------------- cases
-def case_inputs(unit, secret=None, hidden=True):
-    """[(label, hidden, inputs)] of ``unit``: the visible cases, and the hidden
-    ones when ``hidden`` (drawn from ``secret``, which they need)."""
-    out = []
-    for case in UNITS[unit].cases:
-        if case.hidden and not hidden:
-            continue
-        rng = case_rng(unit, case.label, secret if case.hidden else None)
-        out.append((case.label, case.hidden, case.make(rng)))
-    return out
-
-
+# ------------------------------------------------------------ references
 def references(unit, withheld):
     """[(kernel, source)]: the instructor's code of each unit ``unit`` depends on
     that is not the student's, dependencies first, never ``unit``'s own."""
@@ -163,84 +140,6 @@ def references(unit, withheld):
                  if isinstance(node, ast.FunctionDef)}
     return [(kernel, functions[kernel]) for dependency in closure([unit])[:-1]
             if dependency not in withheld for kernel in UNITS[dependency].kernels]
-
-
-# ---------------------------------------------------------------- checks
-@dataclass
-class Check:
-    """One comparison: ``what`` was checked on which case, its relative
-    ``error`` against ``tolerance``, and feedback (hidden cases' tell no values)."""
-    case: str
-    what: str
-    error: float
-    tolerance: float
-    hidden: bool
-    feedback: str = ""
-
-    @property
-    def passed(self):
-        return self.error <= self.tolerance
-
-
-def compare(unit, cases, got, reference=None):
-    """The checks of one unit's outputs ``got`` ({"<i>::<output>": array}) on
-    ``cases`` (from ``case_inputs``), against the reference in this process."""
-    reference = reference or probes.namespace()
-    record, checks = UNITS[unit], []
-    for i, (label, hidden, inputs) in enumerate(cases):
-        expected = probes.PROBES[record.probe_name](reference, _copies(inputs))
-        batch = _batch(inputs)
-        for key, want in expected.items():
-            have = got.get(f"{i}::{key}")
-            checks.append(_check(label, key, have, np.asarray(want), TOLERANCE, hidden, batch))
-        if record.gradient is not None:
-            checks += _gradient_checks(record.gradient, label, hidden, inputs, got, i,
-                                       reference, batch)
-    return checks
-
-
-def _batch(inputs):
-    """The batch size N of a case (its first array's first axis), for the hints."""
-    first = next((v for v in inputs.values() if np.ndim(v) >= 2), None)
-    return None if first is None else first.shape[0]
-
-
-def _copies(inputs):
-    return {k: np.array(v) for k, v in inputs.items()}
-
-
-def _check(label, key, have, want, tolerance, hidden, batch, what=None, floor=0.0):
-    """One Check; its relative error is taken against a scale of at least ``floor``."""
-    if have is None:
-        found = diagnosis.Diagnosis(math.inf, None, None, None, "missing from the answer")
-    else:
-        found = diagnosis.diagnose(have, want, batch=batch)
-        scale = float(np.max(np.abs(have) + np.abs(want))) if want.size else 0.0
-        if math.isfinite(found.error) and scale < floor:
-            found = dataclasses.replace(found, error=found.error * scale / floor)
-    feedback = diagnosis.describe(what or key, found, hidden=hidden) \
-        if not found.error <= tolerance else f"{what or key}: relative error {found.error:.1e}"
-    return Check(label, what or key, found.error, tolerance, hidden, feedback)
-
-
-def _gradient_checks(gradient, label, hidden, inputs, got, i, reference, batch):
-    a = {k: np.array(v, dtype=np.float64) if v.dtype.kind == "f" else np.array(v)
-         for k, v in inputs.items()}
-    probe = probes.PROBES[gradient.probe]
-
-    def objective():
-        out = probe(reference, a)[gradient.output]
-        return float(np.sum(out * a[gradient.weight]) if gradient.weight else out)
-    checks, rng = [], np.random.default_rng(0)
-    for key, name in gradient.wrt.items():
-        have = got.get(f"{i}::{key}")
-        if have is None or np.shape(have) != a[name].shape:
-            continue                                 # the output check already failed
-        idx = sample_indices(a[name].shape, 10, rng)
-        numeric = numerical_gradient(objective, a[name], idx, h=1e-5)
-        checks.append(_check(label, key, have.reshape(-1)[idx], numeric, FD_TOLERANCE, hidden,
-                             batch, what=f"{key} by finite differences", floor=FD_SCALE))
-    return checks
 
 
 # ---------------------------------------------------------------- grading

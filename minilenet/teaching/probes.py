@@ -60,19 +60,21 @@ def _layer(make):
 
 
 def _curvature(ml, a):
-    """SDLM's h_kk for a small conv-subsample-dense-RBF network (every layer's
-    backward_second, and the average over the samples)."""
+    """SDLM's h_kk for a small subsample-conv-subsample-dense-RBF network (every
+    layer's backward_second, and the average over the samples)."""
     f64 = np.float64
     with ml.config.using("numpy"):
+        sub0 = ml.subsampling.Subsampling(2, dtype=f64)
         conv = ml.conv.Conv2D(2, 3, 3, dtype=f64)
         sub = ml.subsampling.Subsampling(3, dtype=f64)
         dense = ml.dense.Dense(12, 5, dtype=f64)
-        layers = [("conv", conv), ("act1", ml.activations.Tanh(f64)), ("sub", sub),
+        layers = [("sub0", sub0), ("act0", ml.activations.Tanh(f64)),
+                  ("conv", conv), ("act1", ml.activations.Tanh(f64)), ("sub", sub),
                   ("act2", ml.activations.Tanh(f64)), ("flat", ml.dense.Flatten(f64)),
                   ("dense", dense), ("act3", ml.activations.Tanh(f64)),
                   ("output", ml.rbf.EuclideanRBF(a["centers"], dtype=f64))]
-        model = ml.graph.Sequential(layers, (2, 6, 6))
-        for name, layer in (("conv", conv), ("sub", sub), ("dense", dense)):
+        model = ml.graph.Sequential(layers, (2, 12, 12))
+        for name, layer in (("sub0", sub0), ("conv", conv), ("sub", sub), ("dense", dense)):
             layer.params["weight"][...] = a[f"{name}.weight"]
             layer.params["bias"][...] = a[f"{name}.bias"]
         opt = ml.optimizers.SDLM()

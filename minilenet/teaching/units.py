@@ -83,10 +83,12 @@ _NETWORK = ("conv.forward", "conv.backward", "subsampling.forward", "subsampling
 UNITS = {u.name: u for u in (
     Unit("im2col", "gather every KH x KW window into columns", "01_convolution", 5, (
         Case("3x3 windows", lambda r: cases.windows(r, 2, 2, 5, 6, 3, 1)),
+        Case("stride 2", lambda r: cases.windows(r, 1, 2, 7, 6, 3, 2)),
         Case("stride 2, batch 3", lambda r: cases.windows(r, 3, 1, 7, 9, 3, 2), True)),
         kernels=("im2col",)),
     Unit("col2im", "scatter columns back, summing overlapping windows", "01_convolution", 5, (
         Case("overlapping 3x3", lambda r: cases.columns(r, 2, 2, 5, 6, 3, 1)),
+        Case("stride 2", lambda r: cases.columns(r, 1, 2, 7, 6, 3, 2)),
         Case("stride 2, 4x4", lambda r: cases.columns(r, 1, 3, 8, 7, 4, 2), True)),
         kernels=("col2im",)),
     Unit("conv.forward", "convolution forward with im2col and one matrix product",
@@ -101,6 +103,7 @@ UNITS = {u.name: u for u in (
     Unit("subsampling.forward", "S2/S4: coefficient x (sum of each 2x2 window) + bias",
          "02_subsampling_squashing", 5, (
              Case("sum", lambda r: cases.subsampling(r, 2, 3, 6, 4, 1.0)),
+             Case("average", lambda r: cases.subsampling(r, 2, 2, 4, 6, 0.25)),
              Case("average, batch 4", lambda r: cases.subsampling(r, 4, 2, 8, 10, 0.25), True)),
          kernels=("subsample_forward",)),
     Unit("subsampling.backward", "S2/S4 gradients dx, dcoef, dbias",
@@ -163,12 +166,15 @@ UNITS = {u.name: u for u in (
         Case("0 and 255", cases.extremes, True))),
     Unit("maxpool", "max-pooling forward (first maximum) and backward", "08_modern_variant", 5, (
         Case("2x2", lambda r: cases.pool(r, 2, 2, 4, 6, 2, 2)),
+        Case("overlapping 2x2 windows, stride 1", lambda r: cases.pool(r, 1, 2, 4, 5, 2, 1)),
+        Case("ties, 2x2", lambda r: cases.pool(r, 1, 1, 4, 4, 2, 2, ties=True)),
         Case("overlapping 3x3 windows, stride 1", lambda r: cases.pool(r, 2, 1, 5, 5, 3, 1),
              True),
         Case("ties", lambda r: cases.pool(r, 1, 2, 6, 6, 2, 2, ties=True), True)),
         kernels=("maxpool_forward", "maxpool_backward"), depends=("im2col", "col2im")),
     Unit("avgpool", "average pooling forward and backward", "08_modern_variant", 3, (
         Case("2x2", lambda r: cases.pool(r, 2, 2, 4, 6, 2, 2)),
+        Case("overlapping 2x2 windows, stride 1", lambda r: cases.pool(r, 1, 2, 4, 5, 2, 1)),
         Case("overlapping 3x3 windows, stride 1", lambda r: cases.pool(r, 2, 1, 5, 5, 3, 1),
              True)),
         depends=("im2col", "col2im"), gradient=Gradient("avgpool", "y", {"dx": "x"})),
