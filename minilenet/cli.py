@@ -98,11 +98,13 @@ def cmd_bitmaps(args):
 
 
 def cmd_gradcheck(args):
-    from .gradcheck import format_results
-    from .gradcheck_suite import run_suite
+    from .gradcheck_suite import check_units, format_report, run_suite
+    units = check_units([u.strip() for text in args.unit for u in text.split(",")
+                         if u.strip()]) if args.unit else None
     results = run_suite(progress=(lambda label: print(f"checking {label} ...",
-                                                      file=sys.stderr)) if args.verbose else None)
-    print(format_results(results))
+                                                      file=sys.stderr)) if args.verbose else None,
+                        units=units)
+    print(format_report(results))
     return 0 if all(r.passed for r in results) else 1
 
 
@@ -374,6 +376,9 @@ def build_parser():
     p = sub.add_parser("gradcheck", help="finite-difference check of every layer, loss and "
                                          "network; exits 1 on any failure")
     p.add_argument("-v", "--verbose", action="store_true", help="name each case as it runs")
+    p.add_argument("--unit", action="append", metavar="NAME",
+                   help="only the checks that run this unit's code (repeatable, or "
+                        "comma-separated: --unit conv.backward,col2im)")
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("check", help="check your units on the visible cases (a student's own "

@@ -4,6 +4,11 @@ The backend is chosen in exactly one place (``backend_for``): a per-layer
 override wins, then ``using(backend=...)``, then the ``MINILENET_BACKEND``
 environment variable, then "numpy" in a student copy (``assignment.WITHHELD``),
 then "numba" when Numba is importable, else "numpy".
+
+Which backends the notebooks, the tests and ``minilenet gradcheck`` run, compare
+or time is decided here too (``backends``): in a student copy the Numba kernels
+are not part of the assignment (their twins of the withheld units are stubs), so
+only the student's NumPy code runs, and ``numba_left_out`` says so in one line.
 """
 import contextlib
 import importlib.util
@@ -35,10 +40,56 @@ def default_backend():
     env = os.environ.get("MINILENET_BACKEND")
     if env:
         return check_backend(env, "the MINILENET_BACKEND environment variable")
-    from .assignment import WITHHELD
-    if WITHHELD:                     # a student copy: run the student's NumPy code
+    if withheld():                   # a student copy: run the student's NumPy code
         return "numpy"
     return "numba" if numba_available() else "numpy"
+
+
+def withheld():
+    """The units of this copy that are the student's (``assignment.WITHHELD``; none
+    in the instructor's checkout)."""
+    from .assignment import WITHHELD
+    return WITHHELD
+
+
+def numba_left_out(*units):
+    """Why the Numba kernels do not run here, in one line, or "" where they do.
+
+    ``units``: the units the caller exercises, to name them when they are withheld
+    (a loop that cannot tell which unit it exercises names none)."""
+    if not withheld():
+        return "" if numba_available() else "numba is not installed (pip install numba)"
+    named = [u for u in units if u in withheld()]
+    if len(named) == 1:
+        return f"the Numba twin of {named[0]} is not part of this assignment"
+    if named:
+        return f"the Numba twins of {', '.join(named)} are not part of this assignment"
+    return (f"the Numba kernels are not part of this assignment (units withheld: "
+            f"{', '.join(sorted(withheld()))})")
+
+
+def backends(*units):
+    """The backends to run, compare or time ``units`` on: "numpy", and "numba" unless
+    ``numba_left_out(*units)``."""
+    return ["numpy"] + ([] if numba_left_out(*units) else ["numba"])
+
+
+class NumbaLeftOut(Exception):
+    """A notebook cell about the Numba kernels, where they do not run (``require_numba``).
+    In a student copy the notebook extension reports it in one line and goes on."""
+
+
+def require_numba(*units):
+    """Raise NumbaLeftOut (why, in one line) unless the Numba kernels run here."""
+    reason = numba_left_out(*units)
+    if reason:
+        raise NumbaLeftOut(reason)
+
+
+def code_label(*units):
+    """How a notebook names the code of ``units``: "your code" when one of them is
+    the student's, else "as shipped"."""
+    return "your code" if set(units) & withheld() else "as shipped"
 
 
 def check_backend(name, where="backend"):

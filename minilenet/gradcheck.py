@@ -8,7 +8,7 @@ Relative error of a tensor: max |analytic - numerical| / max(|analytic| + |numer
 over the checked entries (scale-aware, so entries near zero do not blow up).
 Smooth float64 code reaches 1e-9 or better; a real bug gives 1e-2 or worse.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,8 +18,10 @@ TOLERANCE = 1e-7
 @dataclass
 class CheckResult:
     """One checked tensor: ``what`` (layer or model), ``tensor`` (dx, weight, ...);
-    ``group`` names the part of the suite it belongs to; ``missing`` says which
-    unit raised NotImplementedError (a student copy), when one did."""
+    ``group`` names the part of the suite it belongs to and ``units`` the units whose
+    code it runs; ``missing`` says which unit raised NotImplementedError (a student
+    copy), when one did. ``analytic`` and ``numerical`` are the compared entries, and
+    ``batch`` the batch size of the input, when known."""
     what: str
     tensor: str
     error: float
@@ -27,6 +29,10 @@ class CheckResult:
     group: str = ""
     note: str = ""
     missing: str = ""
+    units: tuple = ()
+    analytic: np.ndarray = field(default=None, repr=False, compare=False)
+    numerical: np.ndarray = field(default=None, repr=False, compare=False)
+    batch: int = None
 
     @property
     def passed(self):
@@ -87,9 +93,11 @@ def numerical_gradient(f, x, indices, h=1e-6, order=2):
     return grad
 
 
-def _compare(what, name, analytic, array, f, indices, h, tol, order=2):
+def _compare(what, name, analytic, array, f, indices, h, tol, order=2, batch=None):
+    have = analytic.reshape(-1)[indices]
     numeric = numerical_gradient(f, array, indices, h, order)
-    return CheckResult(what, name, rel_error(analytic.reshape(-1)[indices], numeric), tol)
+    return CheckResult(what, name, rel_error(have, numeric), tol, analytic=have,
+                       numerical=numeric, batch=batch)
 
 
 def check_layer(layer, x, rng=None, max_checks=30, h=1e-6, tol=TOLERANCE):
@@ -111,10 +119,11 @@ def check_layer(layer, x, rng=None, max_checks=30, h=1e-6, tol=TOLERANCE):
     dx = layer.backward(dy)
     grads = {k: g.copy() for k, g in layer.grads.items()}
     results = [_compare(layer.name, "dx", dx, x, objective,
-                        sample_indices(x.shape, max_checks, rng), h, tol)]
+                        sample_indices(x.shape, max_checks, rng), h, tol, batch=len(x))]
     for key, param in layer.params.items():
         results.append(_compare(layer.name, key, grads[key], param, objective,
-                                sample_indices(param.shape, max_checks, rng), h, tol))
+                                sample_indices(param.shape, max_checks, rng), h, tol,
+                                batch=len(x)))
     return results
 
 
@@ -153,8 +162,9 @@ def check_second(layer, x, rng=None, max_checks=20, h=1e-4, tol=1e-6):
     for name, analytic, array in [("d2x", d2x, x)] + [
             (key, hess[key], param) for key, param in layer.params.items()]:
         idx = sample_indices(array.shape, max_checks, rng)
-        results.append(CheckResult(layer.name, name,
-                                   rel_error(analytic.reshape(-1)[idx], second(array, idx)), tol))
+        have, want = analytic.reshape(-1)[idx], second(array, idx)
+        results.append(CheckResult(layer.name, name, rel_error(have, want), tol, analytic=have,
+                                   numerical=want, batch=len(x)))
     return results
 
 
@@ -164,7 +174,7 @@ def check_loss(name, loss_fn, scores, labels, h=1e-6, tol=TOLERANCE):
     require_float64(scores, where=f"check_loss({name})")
     _, grad = loss_fn(scores, labels)
     return [_compare(name, "dscores", grad, scores, lambda: loss_fn(scores, labels)[0],
-                     np.arange(scores.size), h, tol)]
+                     np.arange(scores.size), h, tol, batch=len(scores))]
 
 
 def check_model(model, loss_fn, x, labels, rng=None, max_checks=10, h=1e-6, order=2,
@@ -186,18 +196,24 @@ def check_model(model, loss_fn, x, labels, rng=None, max_checks=10, h=1e-6, orde
     dx = model.backward(dscores)
     grads = {name: layer.grads[key].copy() for name, layer, key in model.named_parameters()}
     results = [_compare(what, "dx", dx, x, objective, sample_indices(x.shape, max_checks, rng),
-                        h, tol, order)]
+                        h, tol, order, len(x))]
     for name, layer, key in model.named_parameters():
         param = layer.params[key]
         results.append(_compare(what, name, grads[name], param, objective,
-                                sample_indices(param.shape, max_checks, rng), h, tol, order))
+                                sample_indices(param.shape, max_checks, rng), h, tol, order,
+                                len(x)))
     return results
 
 
-def format_results(results):
+def format_results(results, explain=None, folded=None):
     """A table: what, tensor, max relative error, pass/FAIL; grouped by ``group``
-    (a heading with the number of checks), then a line of totals."""
+    (a heading with the number of checks), then a line of totals.
+
+    ``explain(result)`` (optional) gives lines printed, indented, under a row that
+    did not pass; ``folded`` ({group: {line: rows}}) leaves those rows out of their
+    group's table, each line standing for its rows (the totals count them all)."""
     lines = []
+    folded = folded or {}
     groups = list(dict.fromkeys(r.group for r in results))
     for group in groups:
         rows = [r for r in results if r.group == group]
@@ -205,10 +221,16 @@ def format_results(results):
             cases = len({r.what for r in rows})
             lines += ["", f"{group}: {cases} cases, {len(rows)} checks"]
         lines += [f"{'layer / model':<48}{'tensor':<14}{'rel. error':>12}  result", "-" * 82]
+        hidden = {id(r) for fold in folded.get(group, {}).values() for r in fold}
         for r in rows:
+            if id(r) in hidden:
+                continue
             note = r.missing or r.note
             lines.append(f"{r.what:<48}{r.tensor:<14}{r.error:>12.2e}  {r.status}"
                          + (f"  ({note})" if note else ""))
+            if explain and not r.passed:
+                lines += [f"    {line}" for line in explain(r)]
+        lines += list(folded.get(group, {}))
     missing = sum(r.status == "not implemented" for r in results)
     failed = sum(r.status == "FAIL" for r in results)
     lines.append("-" * 82)

@@ -1,43 +1,90 @@
 """The gradient-check suite: every derivative minilenet computes, in six groups.
 
-``minilenet gradcheck`` prints ``format_results(run_suite())``; the tests run
+``minilenet gradcheck`` prints ``format_report(run_suite())``; the tests run
 the same cases one by one (``cases()``). Shapes are tiny; everything is float64.
+The layers are checked on every backend ``config.backends()`` names (NumPy only in
+a student copy: its Numba kernels are not part of the assignment).
+Each case knows the units whose code it runs (``UNITS_OF``), so that
+``minilenet gradcheck --unit conv.backward`` runs the cases of one unit, and a
+failed row tells a student which of their units it points at, and where that code is.
 """
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from . import config, fused, losses
 from .activations import A, S, ReLU, ScaledTanh, Sigmoid, Tanh
-from .assignment import WITHHELD
 from .conv import Conv2D
+from .errors import UserError
 from .dense import Dense, Flatten
 from .gradcheck import (CheckResult, check_layer, check_loss, check_model, check_second,
-                        numerical_gradient, rel_error, sample_indices)
+                        format_results, numerical_gradient, rel_error, sample_indices)
 from .models import COMPARISON, Repeat, lenet5
 from .pooling import AvgPool2D, MaxPool2D
 from .rbf import EuclideanRBF
 from .subsampling import Subsampling
 from .table_conv import C3_TABLE, TableConv2D
+from .teaching.assign import numpy_locations
+from .teaching.diagnosis import FIT, diagnose
+from .teaching.units import UNITS, closure
 
 F64 = np.float64
 GROUPS = ("layer gradients", "Gauss-Newton passes", "losses", "whole networks",
           "fused step", "rules")
+#: The groups whose failures the other groups' cases inherit (a network fails when one
+#: of its layers does): ``format_report`` folds those knock-on failures.
+FIRST_GROUPS = ("layer gradients", "losses")
+
+#: The units whose code each layer type and loss runs, its own first: the one map
+#: from units to the cases of the suite (``case_units``). The units these call
+#: (im2col for a convolution) are added by ``units.closure``.
+UNITS_OF = {
+    "Conv2D": ("conv.backward", "conv.forward"),
+    "TableConv2D": ("c3.backward", "c3.forward"),
+    "Subsampling": ("subsampling.backward", "subsampling.forward"),
+    "AvgPool2D": ("avgpool",),
+    "MaxPool2D": ("maxpool",),
+    "Dense": ("dense.backward", "dense.forward"),
+    "EuclideanRBF": ("rbf.backward", "rbf.forward"),
+    "ScaledTanh": ("scaled_tanh",),
+    "mse_loss": ("mse_loss",),
+    "map_loss": ("map_loss",),
+    "softmax_cross_entropy": ("softmax_cross_entropy",),
+}
+
+
+def case_units(*names):
+    """The units run by these layer types and losses (by name): their own, then the
+    units those call."""
+    own = [u for name in names for u in UNITS_OF.get(name, ())]
+    return tuple(dict.fromkeys(own + closure(own)))
+
+
+def _layer_units(make_layer):
+    return case_units(type(make_layer()).__name__)
+
+
+def _loss_name(loss_fn):
+    """mse_loss, map_loss (also with j bound by ``partial``), softmax_cross_entropy."""
+    return getattr(loss_fn, "func", loss_fn).__name__
+
+
+def _network_units(model, loss_fn):
+    return case_units(*(type(layer).__name__ for layer in model.layers.values()),
+                      _loss_name(loss_fn))
 
 
 @dataclass
 class Case:
-    """One case of the suite: ``run()`` returns its CheckResults."""
+    """One case of the suite: ``run()`` returns its CheckResults; ``units`` are the
+    units whose code it runs."""
     group: str
     label: str
     run: Callable[[], list]
-
-
-def backends():
-    """numpy, and numba where it is installed, except in a student copy (whose
-    Numba twins of the withheld units are withheld too)."""
-    return ["numpy"] + (["numba"] if config.numba_available() and not WITHHELD else [])
+    units: tuple = ()
 
 
 # ------------------------------------------------------------------ inputs
@@ -104,7 +151,7 @@ def backend_free_cases():
 
 
 def all_layer_cases():
-    return [case for b in backends() for case in layer_cases(b)] + backend_free_cases()
+    return [case for b in config.backends() for case in layer_cases(b)] + backend_free_cases()
 
 
 def second_cases(backend):
@@ -127,7 +174,7 @@ def second_cases(backend):
 
 
 def all_second_cases():
-    return [case for b in backends() for case in second_cases(b)] + backend_free_cases()
+    return [case for b in config.backends() for case in second_cases(b)] + backend_free_cases()
 
 
 def run_layer_case(label, make_layer, make_input, seed=0, check=check_layer):
@@ -151,8 +198,9 @@ def loss_cases():
     """(label, loss_fn, make_scores_and_labels)."""
     return [
         ("mse_loss", losses.mse_loss, _penalties(0, 200)),
-        ("map_loss j=0.1", losses.get("map", j=0.1), _penalties(0, 5)),
-        ("map_loss j=1, y in the thousands", losses.get("map", j=1.0), _penalties(500, 3000)),
+        ("map_loss j=0.1", partial(losses.map_loss, j=0.1), _penalties(0, 5)),
+        ("map_loss j=1, y in the thousands", partial(losses.map_loss, j=1.0),
+         _penalties(500, 3000)),
         ("softmax_cross_entropy", losses.softmax_cross_entropy,
          lambda rng: (rng.standard_normal((4, 10)) * 3, rng.integers(0, 10, 4))),
     ]
@@ -193,8 +241,8 @@ def model_cases():
     paper's comparison networks (``models.COMPARISON``) through cross-entropy, on
     every backend."""
     cases = []
-    for b in backends():
-        map_loss = losses.get("map", j=0.1)
+    for b in config.backends():
+        map_loss = partial(losses.map_loss, j=0.1)
         cases += [
             (f"lenet5 paper + mse [{b}]", _paper(b), losses.mse_loss, PAPER_STEP, None),
             (f"lenet5 paper + map [{b}]", _paper(b), map_loss, PAPER_STEP, None),
@@ -228,7 +276,7 @@ def run_model_case(label, make_model, loss_fn, step, labels=None, seed=0):
 def fused_cases():
     """(label, make_model, loss name, labels or None): the fused step of the paper
     network at initialisation and at trained-like penalties."""
-    if not config.numba_available() or WITHHELD:       # a student copy: switched off
+    if config.numba_left_out():                 # a student copy: switched off
         return []
     init = lambda: lenet5(dtype=F64, seed=1)                     # noqa: E731
     trained = lambda: trained_like(lenet5(dtype=F64, seed=1))     # noqa: E731
@@ -287,36 +335,110 @@ def run_max_pool_tie_rule(backend):
 # ------------------------------------------------------------- the suite
 def cases():
     """Every case of the suite, in group order."""
-    out = [Case("layer gradients", label, lambda c=(label, make, inp): run_layer_case(*c))
+    out = [Case("layer gradients", label, lambda c=(label, make, inp): run_layer_case(*c),
+                _layer_units(make))
            for label, make, inp in all_layer_cases()]
     out += [Case("Gauss-Newton passes", label,
-                 lambda c=(label, make, inp): run_layer_case(*c, check=check_second))
+                 lambda c=(label, make, inp): run_layer_case(*c, check=check_second),
+                 ("sdlm.curvature",) + _layer_units(make))
             for label, make, inp in all_second_cases()]
-    out += [Case("losses", c[0], lambda c=c: run_loss_case(*c)) for c in loss_cases()]
-    out += [Case("whole networks", c[0], lambda c=c: run_model_case(*c)) for c in model_cases()]
-    out += [Case("fused step", c[0], lambda c=c: run_fused_case(*c)) for c in fused_cases()]
-    out += [Case("rules", f"MaxPool2D tie rule [{b}]", lambda b=b: run_max_pool_tie_rule(b))
-            for b in backends()]
+    out += [Case("losses", c[0], lambda c=c: run_loss_case(*c), case_units(_loss_name(c[1])))
+            for c in loss_cases()]
+    out += [Case("whole networks", c[0], lambda c=c: run_model_case(*c),
+                 _network_units(c[1](), c[2])) for c in model_cases()]
+    out += [Case("fused step", c[0], lambda c=c: run_fused_case(*c),
+                 _network_units(c[1](), losses.get(c[2]))) for c in fused_cases()]
+    out += [Case("rules", f"MaxPool2D tie rule [{b}]", lambda b=b: run_max_pool_tie_rule(b),
+                 case_units("MaxPool2D")) for b in config.backends()]
     return out
 
 
 def run_case(case):
-    """Run one case; its results carry the case's group. A unit that is not
-    written yet (NotImplementedError, in a student copy) is reported as such."""
+    """Run one case; its results carry the case's group and units. A unit that is
+    not written yet (NotImplementedError, in a student copy) is reported as such."""
     try:
         results = case.run()
     except NotImplementedError as e:
         results = [CheckResult(case.label, "-", float("nan"), missing=str(e) or "not implemented")]
     for r in results:
-        r.group = case.group
+        r.group, r.units = case.group, case.units
     return results
 
 
-def run_suite(progress=None, groups=GROUPS):
-    """Run every case of ``groups``; ``progress`` (optional) is called with each label."""
+def check_units(names):
+    """``names`` if every one is a unit some case runs; else UserError."""
+    exercised = {u for case in cases() for u in case.units}
+    for name in names:
+        if name not in UNITS:
+            raise UserError(f"--unit: unknown unit {name!r} (minilenet assign --list lists them)")
+        if name not in exercised:
+            raise UserError(f"--unit: no gradient check runs the code of {name!r} "
+                            f"(it computes no gradient)")
+    return names
+
+
+def run_suite(progress=None, groups=GROUPS, units=None):
+    """Run every case of ``groups`` (that runs one of ``units``, when given);
+    ``progress`` (optional) is called with each label."""
     results = []
     for case in cases():
-        if case.group in groups:
+        if case.group in groups and (units is None or set(units) & set(case.units)):
             progress and progress(f"{case.group}: {case.label}")
             results += run_case(case)
     return results
+
+
+# ------------------------------------------------------------ the report
+def _student_units(result):
+    """The units a failed row points at: the student's among its units (a student
+    copy), else its own first unit."""
+    if config.withheld():
+        return [u for u in result.units if u in config.withheld()]
+    return list(result.units[:1])
+
+
+def _reading(result):
+    """The diagnosis of a failed row whose analytic gradient is its finite differences
+    times one constant (a missing factor, a flipped sign, zeros), else ""."""
+    have, want = result.analytic, result.numerical
+    if result.passed or have is None or not np.any(want):
+        return ""
+    factor = np.sum(have * want) / np.sum(want * want)
+    if rel_error(have, factor * want) > FIT:
+        return ""
+    return diagnose(have, want, batch=result.batch).hint
+
+
+def _explain(result, where):
+    """The lines under a row that did not pass: the units it points at and where
+    their code is, and a reading of its error."""
+    yours = "your code in " if config.withheld() else ""
+    lines = [f"{unit}: {yours}{', '.join(where[unit])}" for unit in _student_units(result)]
+    return lines + [text for text in [_reading(result)] if text]
+
+
+def _rows_fail(n):
+    return "1 row fails" if n == 1 else f"{n} rows fail"
+
+
+def format_report(results):
+    """``format_results`` for a student: a row that did not pass names the unit it
+    points at and where its code is, with a reading of its error; the rows of the
+    later groups that fail because a unit failed in the first groups (a network
+    whose convolution fails) are folded into one line per group and unit."""
+    where = numpy_locations(Path(__file__).resolve().parents[1])
+    causes = {}                              # unit -> why, in the order they fail
+    for r in results:
+        if r.group in FIRST_GROUPS and not r.passed:
+            for unit in _student_units(r):
+                causes.setdefault(unit, "is not written yet; write it first" if r.missing
+                                  else "fails; fix it first")
+    knock_on = {}
+    for r in results:
+        cause = next((u for u in causes if u in r.units), None)
+        if r.group not in FIRST_GROUPS and not r.passed and cause:
+            knock_on.setdefault(r.group, {}).setdefault(cause, []).append(r)
+    folded = {group: {f"{group}: {_rows_fail(len(rows))} because {unit} {causes[unit]}": rows
+                      for unit, rows in by_unit.items()}
+              for group, by_unit in knock_on.items()}
+    return format_results(results, lambda r: _explain(r, where), folded)

@@ -49,7 +49,7 @@ def test_numpy_wheels_openblas_is_found():
 
 
 @pytest.mark.slow
-def test_compiled_loops_stand_in_for_a_missing_blas(tmp_path):
+def test_compiled_loops_stand_in_for_a_missing_blas(tmp_path, numba_runs):
     """MINILENET_GEMM=loops: the names point to compiled loops, which give the BLAS's
     products, and a batched convolution through them matches the NumPy reference."""
     script = textwrap.dedent("""

@@ -38,13 +38,13 @@ def test_gradcheck_exits_nonzero_on_failure(monkeypatch, capsys):
     from minilenet import gradcheck_suite
     from minilenet.gradcheck import CheckResult
     monkeypatch.setattr(gradcheck_suite, "run_suite",
-                        lambda progress=None: [CheckResult("x", "dx", 0.5)])
+                        lambda progress=None, units=None: [CheckResult("x", "dx", 0.5)])
     assert main(["gradcheck"]) == 1
     assert "FAIL" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_bench_prints_the_ratio_table_and_writes_json(tmp_path, capsys):
+def test_bench_prints_the_ratio_table_and_writes_json(tmp_path, capsys, numba_runs):
     """A tiny run of the benchmark (the real one is docs/performance.md's command)."""
     import json
     out = tmp_path / "bench.json"

@@ -63,7 +63,7 @@ def test_the_port_refuses_averaging_subsampling():
 
 
 @pytest.mark.slow
-def test_quick_run_prints_the_table_and_writes_the_json(tmp_path):
+def test_quick_run_prints_the_table_and_writes_the_json(tmp_path, numba_runs):
     _torch_reference()
     out = tmp_path / "compare.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json", str(out)],

@@ -9,6 +9,7 @@ from minilenet.optimizers import SDLM, SGD
 from minilenet.train import Data, TrainConfig, Trainer
 
 pytest.importorskip("numba", reason="the fused step is compiled with Numba")
+pytestmark = pytest.mark.usefixtures("numba_runs")     # off in a student copy
 
 
 def _grads(model):

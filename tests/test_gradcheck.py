@@ -18,7 +18,7 @@ def test_suite_case(case):
     assert {r.group for r in results} == {case.group}
 
 
-def test_suite_covers_every_group_and_both_backends():
+def test_suite_covers_every_group_and_both_backends(numba_runs):
     groups = {c.group for c in CASES}
     assert groups == set(GROUPS)
     labels = " ".join(c.label for c in CASES)
@@ -125,7 +125,7 @@ def _recompiled_fused_step(monkeypatch, **kernels):
 
 
 @pytest.mark.slow
-def test_gradcheck_catches_a_slip_in_the_fused_c1_gradient(monkeypatch, capsys):
+def test_gradcheck_catches_a_slip_in_the_fused_c1_gradient(monkeypatch, capsys, numba_runs):
     from numba import njit
     from minilenet.kernels import numba_jit
     block = numba_jit._table_backward_block
@@ -143,7 +143,7 @@ def test_gradcheck_catches_a_slip_in_the_fused_c1_gradient(monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_gradcheck_catches_a_slip_in_the_fused_loss(monkeypatch, capsys):
+def test_gradcheck_catches_a_slip_in_the_fused_loss(monkeypatch, capsys, numba_runs):
     """The competitive term normalised by the running max instead of the
     log-sum-exp: invisible at initialisation, where every penalty is ~84."""
     from numba import njit

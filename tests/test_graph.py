@@ -78,7 +78,6 @@ def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
     assert (tmp_path / "w.bin").stat().st_mode & 0o777 == 0o644
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("variant,batch", [("paper", 2), ("paper", 9), ("modern", 9), ("linear", 3)])
 def test_backward_without_input_grad_fills_the_same_gradients(backend, variant, batch):
     """input_grad=False (training) skips the first layer's dx and changes no gradient."""

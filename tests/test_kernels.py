@@ -97,7 +97,7 @@ def _kernel_calls(rng, dtype, n):
 @pytest.mark.parametrize("n", [3, numba_jit.PARALLEL_MIN + 13])     # serial, and threads
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", kernels.KERNEL_NAMES)
-def test_numba_matches_numpy(rng, name, dtype, n):
+def test_numba_matches_numpy(rng, name, dtype, n, numba_runs):
     """Same outputs, same dtype: 1e-12 relative in float64, 2e-5 in float32."""
     args = _kernel_calls(rng, dtype, n)[name]
     _assert_close(getattr(numba_jit, name)(*args), getattr(numpy_ref, name)(*args), dtype)
@@ -105,7 +105,7 @@ def test_numba_matches_numpy(rng, name, dtype, n):
 
 @pytest.mark.parametrize("n", [1, numba_jit.PARALLEL_MIN + 5])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_c5_shaped_convolution_matches_numpy(rng, dtype, n):
+def test_c5_shaped_convolution_matches_numpy(rng, dtype, n, numba_runs):
     """A kernel that covers its input (C5): a batch runs it as a dense layer."""
     x, w = rng.standard_normal((n, 16, 5, 5)).astype(dtype), rng.standard_normal(
         (120, 16, 5, 5)).astype(dtype)
@@ -115,7 +115,7 @@ def test_c5_shaped_convolution_matches_numpy(rng, dtype, n):
 
 
 @pytest.mark.parametrize("name", ["conv2d_backward", "table_conv2d_backward", "dense_backward"])
-def test_parallel_kernels_give_the_same_bits_every_run(rng, name):
+def test_parallel_kernels_give_the_same_bits_every_run(rng, name, numba_runs):
     """Weight gradients are reduced per fixed block of samples, then in block order."""
     args = _kernel_calls(rng, np.float32, 3 * numba_jit.BLOCK + 5)[name]
     first = getattr(numba_jit, name)(*args)
@@ -207,7 +207,7 @@ def test_maxpool_infinities_take_the_same_path_as_any_value(backend, rng):
 @pytest.mark.parametrize("kind,n,threaded", [
     ("conv", 4, False), ("conv", 8, True), ("conv", 37, True),
     ("dense", 37, False), ("dense", kernels.PARALLEL_MIN_LIGHT, True)])
-def test_large_enough_batches_use_every_thread(monkeypatch, rng, kind, n, threaded):
+def test_large_enough_batches_use_every_thread(monkeypatch, rng, kind, n, threaded, numba_runs):
     """Batch kernels split samples, or fixed blocks of samples, across all threads once
     the batch holds PARALLEL_MIN samples (PARALLEL_MIN_LIGHT for the light kernels):
     one span per thread, or for convolutions spans of CONV_PIECE samples (at least
@@ -269,7 +269,7 @@ def test_threads_take_every_span_once_and_raise_what_a_span_raises():
         threads.set_threads(before)
 
 
-def test_batch_kernels_give_the_same_bits_on_any_number_of_threads(rng):
+def test_batch_kernels_give_the_same_bits_on_any_number_of_threads(rng, numba_runs):
     """Threads take whole samples and fixed blocks of samples: the results depend on
     the batch size only."""
     from minilenet.table_conv import C3_TABLE

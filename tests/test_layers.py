@@ -106,7 +106,7 @@ def test_load_state_dict_rejects_wrong_keys_and_shapes():
         layer.load_state_dict({"weight": np.zeros((2, 2)), "bias": np.zeros(2)})
 
 
-def test_backends_agree_layer_by_layer(case, rng):
+def test_backends_agree_layer_by_layer(case, rng, numba_runs):
     """Forward and backward of every layer agree across backends (1e-12 in float64)."""
     make, shape = case
     x = rng.standard_normal((3,) + shape)

@@ -31,18 +31,20 @@ from minilenet.activations import A, ScaledTanh
 ScaledTanh.df = lambda self, y: 1.0 - (y / A) ** 2
 """
 
-# The default (Numba) subsampling backward forgets the factor `scale` in the
-# coefficient gradient: invisible in sum mode (scale 1), wrong in average mode.
+# The default backend's subsampling backward (Numba's, NumPy's in a student copy)
+# forgets the factor `scale` in the coefficient gradient: invisible in sum mode
+# (scale 1), wrong in average mode.
 SUBSAMPLE_FORGETS_SCALE = """
-from minilenet.kernels import numba_jit
+from minilenet import kernels
 
-_subsample_backward = numba_jit.subsample_backward
+_default = kernels.get()
+_subsample_backward = _default.subsample_backward
 
 def _forgets_scale(x, coef, dy, scale):
     dx, dcoef, dbias = _subsample_backward(x, coef, dy, scale)
     return dx, dcoef / scale, dbias
 
-numba_jit.subsample_backward = _forgets_scale
+_default.subsample_backward = _forgets_scale
 """
 
 

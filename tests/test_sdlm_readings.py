@@ -166,7 +166,7 @@ def test_config_and_flags_carry_the_readings():
         TrainConfig(h_reduce="median").validate()
 
 
-def test_fused_step_takes_the_rates_of_every_reading(rng):
+def test_fused_step_takes_the_rates_of_every_reading(rng, numba_runs):
     """The fused Numba step steps with whatever rates SDLM computed, so the
     readings train the same through it as through the layer graph."""
     pytest.importorskip("numba", reason="the fused step is compiled with Numba")

@@ -100,8 +100,10 @@ def test_resume_refuses_other_settings(tmp_path):
 
 
 @pytest.mark.parametrize("use_fused", [True, False])
-def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch,
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, request,
                                                                use_fused):
+    if use_fused:
+        request.getfixturevalue("numba_runs")             # the fused step: Numba
     t = _trainer(tmp_path, epochs=1, fused=use_fused)
     assert t.use_fused == use_fused
     t.fit()

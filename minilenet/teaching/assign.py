@@ -1,10 +1,12 @@
 """minilenet assign: write a student copy of the project with chosen units withheld.
 
 The copy holds the package, its tests, the notebooks (without outputs), the
-docs and a short student README. Each withheld region becomes a stub raising
-NotImplementedError that names the unit and its notebook; ``assignment.py``
-lists the withheld units, which switches the layers to the NumPy backend and
-the fused step off. The grader (``grading.py``, with its hidden cases) is left out.
+docs, the benchmarks and a short student README. Each withheld region becomes a
+stub raising NotImplementedError that names the unit and its notebook; ``assignment.py``
+lists the withheld units (and where their NumPy code is, since the stubs replace
+the markers), which switches the layers to the NumPy backend and the fused step
+off. The grader (``grading.py``, with its hidden cases) and the tests of the
+instructor's tools are left out.
 """
 import ast
 import json
@@ -14,11 +16,18 @@ from pathlib import Path
 from ..errors import UserError
 from .units import MARKED_FILES, UNITS, find_regions, notebook_path, withhold
 
+#: The marked file of the Numba twins and the fused step: never the student's to write.
+NUMBA_FILE = "kernels/numba_jit.py"
 #: What a student copy holds, relative to the checkout.
-CONTENTS = ("minilenet", "tests", "notebooks", "docs", "setup.cfg", "pyproject.toml")
-#: Left out of every student copy: the grader and its hidden cases.
-INSTRUCTOR_ONLY = tuple(f"minilenet/teaching/{name}.py" for name in
-                        ("grading", "sandbox", "driver", "similarity", "autograder"))
+CONTENTS = ("minilenet", "tests", "notebooks", "docs", "benchmarks", "setup.cfg",
+            "pyproject.toml")
+#: Left out of every student copy: the grader and its hidden cases, and the tests of the
+#: instructor's tools (which need the grader, or the markers the stubs replace).
+INSTRUCTOR_ONLY = (tuple(f"minilenet/teaching/{name}.py" for name in
+                         ("grading", "sandbox", "driver", "similarity", "autograder"))
+                   + tuple(f"tests/test_{name}.py" for name in
+                           ("teaching", "grading_attacks", "similarity", "autograder",
+                            "student_copy", "check")))
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc",
                                  ".ipynb_checkpoints", "*.egg-info")
 
@@ -62,6 +71,16 @@ def locations(root=None):
     return out
 
 
+def numpy_locations(root=None):
+    """{unit: ["minilenet/<file>: <function>", ...]}, the NumPy code of every unit
+    (what a student writes): from the markers, and in a student copy, for the
+    withheld units (whose markers the stubs replaced), from ``assignment.WHERE``."""
+    from .. import assignment
+    where = {unit: [w for w in places if f"minilenet/{NUMBA_FILE}:" not in w]
+             for unit, places in locations(root).items()}
+    return {**where, **getattr(assignment, "WHERE", {})}
+
+
 def parse_units(text):
     """'a,b' -> ['a', 'b']; UserError for an unknown unit."""
     units = [u.strip() for u in text.split(",") if u.strip()]
@@ -74,8 +93,9 @@ def parse_units(text):
 
 def assign(out, units=None, solved=False, secret=None):
     """Write a student copy into ``out`` (new or empty) withholding ``units``
-    (default: all). ``solved=True`` keeps the solutions in place while still
-    marking the units withheld: a copy as a student who solved them all hands in.
+    (default: all). ``solved=True`` keeps the NumPy solutions in place while still
+    marking the units withheld: a copy as a student who solved them all hands in
+    (its Numba twins are stubs, as in every student copy).
     With ``secret`` (bytes), the copy's record of its units is signed, so that
     ``grade --secret`` notices a record the student changed.
     Returns the path of the copy."""
@@ -93,24 +113,29 @@ def assign(out, units=None, solved=False, secret=None):
             shutil.copy2(src, out / item)
     for rel in INSTRUCTOR_ONLY:
         (out / rel).unlink(missing_ok=True)
-    if not solved:
-        for rel in MARKED_FILES:
-            path = out / "minilenet" / rel
-            lines = path.read_text().splitlines(keepends=True)
-            path.write_text("".join(withhold(lines, units, rel)))
-    (out / "minilenet" / "assignment.py").write_text(assignment_record(units, secret))
+    where = numpy_locations(root)
+    stubbed = [NUMBA_FILE] if solved else MARKED_FILES      # a solver writes the NumPy code
+    for rel in stubbed:
+        path = out / "minilenet" / rel
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(withhold(lines, units, rel)))
+    (out / "minilenet" / "assignment.py").write_text(
+        assignment_record(units, secret, {u: where[u] for u in sorted(units)}))
     for notebook in (out / "notebooks").glob("*.ipynb"):
         _student_notebook(notebook)
-    (out / "README.md").write_text(student_readme(units, locations(root)))
+    (out / "README.md").write_text(student_readme(units, where))
     return out
 
 
-def assignment_record(units, secret=None):
-    """The text of a copy's ``assignment.py``: its withheld units (and their tag)."""
+def assignment_record(units, secret=None, where=None):
+    """The text of a copy's ``assignment.py``: its withheld units, where their NumPy
+    code is (``where``, {unit: [...]}) and their tag."""
     text = ('"""The units of this copy that are the student\'s to write (minilenet assign).\n\n'
             'Changing this file changes nothing but what the notebooks and tests skip: the\n'
             'instructor grades the units of the assignment."""\n'
             f"WITHHELD = frozenset({sorted(units)!r})\n")
+    if where:
+        text += "WHERE = {\n" + "".join(f"    {u!r}: {w!r},\n" for u, w in where.items()) + "}\n"
     if secret is not None:
         from .grading import sign
         text += f"TAG = {sign(secret, units)!r}\n"
@@ -120,6 +145,9 @@ def assignment_record(units, secret=None):
 #: The first code cell of every notebook in a student copy.
 STUDENT_CELL = ("# Some units of this copy are yours to write. A cell that needs one you have\n"
                 "# not written yet says so in one line, and the notebook goes on.\n"
+                "# Your edits to the package are picked up when you run a cell: no restart.\n"
+                "%load_ext autoreload\n"
+                "%autoreload 2\n"
                 "%load_ext minilenet.teaching.notebook")
 
 
@@ -140,7 +168,7 @@ def _student_notebook(path):
 def student_readme(units, where):
     rows = "\n".join(
         f"| `{u}` | {UNITS[u].summary} | "
-        f"{', '.join(w for w in where[u] if 'numba_jit' not in w)} | `{notebook_path(u)}` |"
+        f"{', '.join(where[u])} | `{notebook_path(u)}` |"
         for u in UNITS if u in units)
     return f"""# minilenet: your assignment
 
@@ -154,7 +182,8 @@ raises `NotImplementedError` naming the unit and the notebook that explains it.
 
 While any unit is withheld, the layers run the NumPy code (yours) and the fast paths that
 would compute the same thing (the Numba kernels and the fused training step) are switched
-off: nothing stands in for your code.
+off: nothing stands in for your code. The Numba kernels are not part of this assignment:
+the notebook cells and tests about them say so and skip.
 
 ## Set up
 
@@ -162,13 +191,17 @@ off: nothing stands in for your code.
 
 ## Check your work
 
-- `minilenet gradcheck`: every layer, loss and network, by finite differences. A unit you
-  have not written yet is reported as *not implemented*; a wrong one fails, with its
-  relative error (smooth float64 code reaches 1e-9 or better; a bug gives 1e-2 or worse).
+- `minilenet gradcheck`: every layer, loss and network, by finite differences
+  (`--unit conv.backward` for the checks of one unit). A unit you have not written yet is
+  reported as *not implemented*; a wrong one fails, with its relative error (smooth float64
+  code reaches 1e-9 or better; a bug gives 1e-2 or worse), the unit and where its code is;
+  the networks that fail only because one of their layers does are summed up in one line.
 - `jupyter lab notebooks/`: the notebooks explain each unit, check it and show it at work.
   A cell that needs a unit you have not written yet says so in one line (*not implemented
-  yet*), the cells that depend on it say they were skipped, and the notebook goes on.
-- `pytest -q`: the project's tests; those of the units you have not written yet fail.
+  yet*), the cells that depend on it say they were skipped, and the notebook goes on. Your
+  edits to the package are picked up by the next cell you run (autoreload): no restart.
+- `pytest -q`: the project's tests; those of the units you have not written yet fail,
+  naming the unit.
 - `minilenet train --limit 5000 --epochs 2`: once every unit is written, a short training
   run (the paper's recipe is `minilenet train`).
 
