@@ -118,6 +118,7 @@ def test_student_copy_contents(copies):
     assert "raise NotImplementedError(\"unit col2im" in numpy_ref
     readme = (copy / "README.md").read_text()
     assert all(f"`{unit}`" in readme for unit in UNITS)
+    assert "`minilenet check UNIT`" in readme and "--unit" in readme      # the student's loop
     for nb in (copy / "notebooks").glob("*.ipynb"):
         cells = json.loads(nb.read_text())["cells"]
         assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code")

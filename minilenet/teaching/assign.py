@@ -189,8 +189,21 @@ the notebook cells and tests about them say so and skip.
 
     python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[test,notebooks]'
 
+## The loop, for each unit
+
+1. Read the unit's section in its notebook: the derivation, with shapes, and a check cell.
+2. Write your code in place of the `raise NotImplementedError("unit ...")` line.
+3. `minilenet check UNIT`: your code on the unit's visible cases (the inputs the grader uses
+   for them) against the instructor's outputs: *not implemented*, *passed* or *failed*, with
+   the relative error, the worst element (index, your value, the expected one) and a hint
+   where the error has a recognisable shape (a factor of 2, 4 or 1/N, a transpose, a sign,
+   a missing bias, an off-by-one). A unit that fails because a unit it calls fails says so.
+4. The notebook's check cell prints the same, case by case; `minilenet gradcheck --unit
+   UNIT` checks the layers that use your code by finite differences.
+
 ## Check your work
 
+- `minilenet check`: every unit of this copy, as above; exit status 0 only if all pass.
 - `minilenet gradcheck`: every layer, loss and network, by finite differences
   (`--unit conv.backward` for the checks of one unit). A unit you have not written yet is
   reported as *not implemented*; a wrong one fails, with its relative error (smooth float64
