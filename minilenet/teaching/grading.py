@@ -183,7 +183,8 @@ def grade_unit(submission, unit, points, withheld, secret, box):
     checks = compare(unit, cases, got)
     failed = [c for c in checks if not c.passed]
     if failed:
-        worst = max(failed, key=lambda c: c.error / c.tolerance)
+        shown = [c for c in failed if not c.hidden] or failed   # a visible case tells more
+        worst = max(shown, key=lambda c: c.error / c.tolerance)
         where = "hidden case" if worst.hidden else "case"
         return UnitResult(unit, "failed", 0, points, f"{where} {worst.case!r}: {worst.feedback}",
                           checks, seconds)
