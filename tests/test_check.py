@@ -107,3 +107,15 @@ def test_check_in_a_copy_says_not_implemented_and_folds_dependencies(tmp_path):
     assert "not implemented" in rows["rbf.forward"] and "yours to write" in rows["rbf.forward"]
     assert "im2col not implemented: fix it first" in rows["conv.forward"]
     assert "0 of 3 units passed" in proc.stdout
+
+
+def test_assert_unit_is_a_notebooks_check_cell(monkeypatch, capsys):
+    assert check.assert_unit("dense.forward").passed
+    assert "case '5 -> 4'" in capsys.readouterr().out
+    stub = check.UnitCheck("dense.forward", "not implemented", "unit dense.forward: yours")
+    monkeypatch.setattr(check, "check_unit", lambda unit, verbose=False: stub)
+    with pytest.raises(NotImplementedError, match="yours"):
+        check.assert_unit("dense.forward")
+    stub.status, stub.message = "failed", "case '5 -> 4': y: relative error 1"
+    with pytest.raises(AssertionError, match="dense.forward failed"):
+        check.assert_unit("dense.forward")

@@ -11,7 +11,7 @@ failure says which output, its relative error, the worst element and a hint
     minilenet check                      # the units of this copy
     minilenet check conv.backward        # one unit
 
-In a notebook: ``assert check_unit("conv.backward", verbose=True).passed``.
+In a notebook: ``assert_unit("conv.backward")``.
 """
 import os
 from dataclasses import dataclass, field
@@ -110,6 +110,17 @@ def check_unit(unit, verbose=False):
             result = UnitCheck(unit, "passed", f"{len(checks)} checks{skipped}", checks)
     if verbose:
         print(format_unit(result, every_check=True))
+    return result
+
+
+def assert_unit(unit):
+    """A notebook's check cell: ``check_unit(unit, verbose=True)``, raising
+    NotImplementedError while the unit is not written (a student notebook then
+    says so and goes on) and AssertionError when it fails."""
+    result = check_unit(unit, verbose=True)
+    if result.status == "not implemented":
+        raise NotImplementedError(result.message)
+    assert result.passed, f"{unit} {result.status}: {result.message}"
     return result
 
 
