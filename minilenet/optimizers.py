@@ -134,7 +134,7 @@ class SDLM:
         For the RBF networks the pass starts at the RBF's input, where the
         correct-class penalty y_D = |x - w_D|^2 has curvature exactly 2
         (``seed="correct"``; the paper gives no seed for the MAP criterion's
-        competitive term, whose exact curvature is not positive; see ``seed``
+        competitive term, whose exact second derivative can be negative; see ``seed``
         for the other readings). For a softmax output it starts from p (1 - p),
         the Gauss-Newton diagonal of cross-entropy.
         """

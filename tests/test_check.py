@@ -64,10 +64,13 @@ HINTS = {"conv.backward": "batch size", "rbf.backward": "1/2", "col2im": "right 
          "dense.backward": "transposed", "subsampling.forward": "4"}
 
 
+def _environment():
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MINILENET_BACKEND")}
+
+
 def _check_in(copy, *units):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MINILENET_BACKEND")}
     return subprocess.run([sys.executable, "-m", "minilenet", "check", *units], cwd=copy,
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=_environment(), capture_output=True, text=True, timeout=300)
 
 
 def _rows(stdout):
@@ -96,6 +99,25 @@ def test_check_catches_each_slip_in_a_copy(tmp_path, group):
             feedback = wrong.stdout.split(unit, 1)[1]
             assert HINTS[unit] in feedback.split("\n" + [u for u in slips if u != unit][0])[0], \
                 wrong.stdout
+        cell = _check_cell(copy, unit)
+        ran = subprocess.run([sys.executable, "-c", f"{_CELL_IMPORT}\n{cell}"], cwd=copy,
+                             env=_environment(), capture_output=True, text=True, timeout=300)
+        assert f"AssertionError: {unit} failed" in ran.stderr, (unit, ran.stdout, ran.stderr)
+
+
+#: What the notebooks' first cell imports for their check cells.
+_CELL_IMPORT = "from minilenet.teaching.check import assert_unit"
+
+
+def _check_cell(copy, unit):
+    """The source of ``unit``'s check cell in the notebook its record names: the cell of
+    the unit's section that runs the check on the student's function."""
+    import nbformat
+    nb = nbformat.read(copy / "notebooks" / f"{UNITS[unit].notebook}.ipynb", as_version=4)
+    cells = [c.source for c in nb.cells
+             if c.cell_type == "code" and f'assert_unit("{unit}")' in c.source]
+    assert len(cells) == 1, (unit, cells)
+    return cells[0]
 
 
 @pytest.mark.slow

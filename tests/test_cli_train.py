@@ -94,8 +94,9 @@ def test_kill_then_resume_loses_at_most_the_epoch_in_progress(data_dir, tmp_path
     args = ["--limit", "200", "--epochs", str(epochs), "--seed", "3"]
     cmd = [sys.executable, "-m", "minilenet"]
     env = dict(os.environ, MINILENET_BACKEND="numpy")
-    subprocess.run(cmd + _train_args(data_dir, tmp_path / "straight", *args), check=True,
-                   env=env, capture_output=True)
+    straight = subprocess.run(cmd + _train_args(data_dir, tmp_path / "straight", *args),
+                              env=env, capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr
     out = tmp_path / "killed"
     proc = subprocess.Popen(cmd + _train_args(data_dir, out, *args), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -110,8 +111,9 @@ def test_kill_then_resume_loses_at_most_the_epoch_in_progress(data_dir, tmp_path
     proc.wait()
     epoch_at_kill = int(load_npz(out / "checkpoint.npz")["epoch"])
     assert 2 <= epoch_at_kill < epochs
-    subprocess.run(cmd + _train_args(data_dir, out, *args, "--resume"), check=True, env=env,
-                   capture_output=True)
+    resumed = subprocess.run(cmd + _train_args(data_dir, out, *args, "--resume"), env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
     a, b = load_npz(tmp_path / "straight" / "weights.npz"), load_npz(out / "weights.npz")
     assert a.keys() == b.keys()
     for key in a:

@@ -103,11 +103,25 @@ def test_check_catches_col2im_bug_in_conv_and_whole_network(monkeypatch, rng):
 
 # ------------------------- the suite catches each slip that once escaped it
 def _failures(capsys, argv=("gradcheck",)):
-    """Run ``minilenet gradcheck`` in this process; the labels of the failed checks."""
+    """Run ``minilenet gradcheck`` in this process; the labels of the failed checks. In a
+    student copy, a unit not written yet raises its NotImplementedError: the test fails
+    naming the unit, not on a missing failure."""
     from minilenet.cli import main
     assert main(list(argv)) == 1
     out = capsys.readouterr().out
+    missing = [line for line in out.splitlines() if "  not implemented  (" in line]
+    if missing:
+        raise NotImplementedError(missing[0].split("  (", 1)[1].rstrip(")"))
     return {line.split("  ")[0].strip() for line in out.splitlines() if "  FAIL" in line}
+
+
+def all_passed(results):
+    """True if every check passed; a check of a unit not written yet (a student copy)
+    raises its NotImplementedError instead, so that the test fails naming the unit."""
+    for r in results:
+        if r.missing:
+            raise NotImplementedError(r.missing)
+    return all(r.passed for r in results)
 
 
 def _recompiled_fused_step(monkeypatch, **kernels):
@@ -187,7 +201,7 @@ def test_gradcheck_catches_an_unsquared_weight_in_the_second_derivative_pass(
     monkeypatch.setattr(layer_class, "backward_second", _unsquared_weight)
     failed = _failures(capsys)
     assert failed and all("[num" in label for label in failed)
-    assert all(r.passed for r in run_suite(groups=("layer gradients",)))
+    assert all_passed(run_suite(groups=("layer gradients",)))
 
 
 def test_gradcheck_catches_a_max_pool_that_marks_every_tie(monkeypatch, capsys):
@@ -211,4 +225,4 @@ def test_gradcheck_catches_a_max_pool_that_marks_every_tie(monkeypatch, capsys):
     failed = _failures(capsys)
     assert any("tie rule" in label for label in failed)
     # the finite-difference checks alone cannot see it: their inputs have no ties
-    assert all(r.passed for r in run_suite(groups=("layer gradients",)))
+    assert all_passed(run_suite(groups=("layer gradients",)))

@@ -304,7 +304,7 @@ def test_batch_kernels_give_the_same_bits_on_any_number_of_threads(rng, numba_ru
         threads.set_threads(0)
 
 
-def test_maxpool_gives_the_same_bits_on_any_number_of_threads(monkeypatch, rng):
+def test_maxpool_gives_the_same_bits_on_any_number_of_threads(monkeypatch, rng, numba_runs):
     """Threads take whole samples, and each sample's dx (overlapping windows summed)
     is written by one thread: the results do not depend on the thread count."""
     seen = []

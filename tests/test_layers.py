@@ -120,7 +120,7 @@ def test_backends_agree_layer_by_layer(case, rng, numba_runs):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
 
 
-def test_backend_is_chosen_in_one_place(monkeypatch):
+def test_backend_is_chosen_in_one_place(monkeypatch, numba_runs):
     layer = Conv2D(1, 1, 3, dtype=np.float64)
     x = np.zeros((1, 1, 4, 4))
     monkeypatch.setenv("MINILENET_BACKEND", "numpy")

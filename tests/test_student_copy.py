@@ -17,8 +17,8 @@ import pytest
 
 from minilenet.teaching.assign import STUDENT_CELL, assign
 from minilenet.teaching.notebook import GoOn
-from minilenet.teaching.units import UNITS
-from nbrun import run_notebook
+from minilenet.teaching.units import UNITS, closure
+from nbrun import notebook_paths, run_notebook
 
 HANDED_OUT = ["conv.backward", "subsampling.backward"]
 NOTEBOOKS = ["01_convolution.ipynb", "02_subsampling_squashing.ipynb", "04_rbf_output.ipynb",
@@ -38,10 +38,14 @@ def _environment():
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MINILENET_BACKEND")}
 
 
-def _gradcheck(copy, *args):
-    """``minilenet gradcheck`` run in ``copy``, with its own package."""
-    return subprocess.run([sys.executable, "-m", "minilenet", "gradcheck", *args], cwd=copy,
+def _minilenet(copy, *args):
+    """``minilenet ARGS`` run in ``copy``, with its own package."""
+    return subprocess.run([sys.executable, "-m", "minilenet", *args], cwd=copy,
                           env=_environment(), capture_output=True, text=True, timeout=600)
+
+
+def _gradcheck(copy, *args):
+    return _minilenet(copy, "gradcheck", *args)
 
 
 def _test_failures(copy, *files):
@@ -131,25 +135,135 @@ def test_edits_to_the_package_are_picked_up_without_a_restart(tmp_path):
     assert out[1].split() == ["2.0", "2.0"] and out[3].split() == ["3.0", "3.0"], out
 
 
-# ------------------------------------------------- a copy with both units solved
+# ------------------------------------------- every unit, solved, in one copy
+def _copy_suite(copy, *options):
+    """The copy's own test suite, in the copy (its notebooks are run by the tests of this
+    file, which read what they print): (return code, the failure messages, the output)."""
+    report = copy / f"suite{len(options)}.xml"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"--junitxml={report}", "--ignore=tests/test_notebooks.py",
+                           *options], cwd=copy, env=_environment(), capture_output=True,
+                          text=True, timeout=1500)
+    failures = [f"{case.get('name')}: {(problem.get('message') or '')}\n{problem.text or ''}"
+                for case in ET.parse(report).iter("testcase")
+                for problem in case if problem.tag in ("failure", "error")]
+    return proc.returncode, failures, proc.stdout[-3000:]
+
+
+def _needs(unit):
+    """The units a test of ``unit`` runs first: those it depends on (``units.closure``)
+    and, for a backward pass, the forward pass the test computes before it."""
+    forward = {"col2im": "im2col"}.get(unit, unit.replace(".backward", ".forward"))
+    return (set(closure([unit])) | ({forward} & set(UNITS))) - {unit}
+
+
+def _independent_groups():
+    """The units by depth in ``_needs``: no unit of a group needs another of it, so
+    stubbing a group at once is stubbing each of its units in turn, since every failure
+    names the unit whose NotImplementedError it is."""
+    depth = {}
+
+    def visit(unit):
+        if unit not in depth:
+            depth[unit] = 1 + max((visit(u) for u in _needs(unit)), default=-1)
+        return depth[unit]
+    for unit in UNITS:
+        visit(unit)
+    return [sorted(u for u in UNITS if depth[u] == d) for d in sorted(set(depth.values()))]
+
+
+GROUPS = _independent_groups()
+
+
+@pytest.fixture(scope="module")
+def every(tmp_path_factory):
+    """A copy withholding every unit as a student who solved them all hands it in (the
+    NumPy code written, the Numba twins stubs), copies with each group of independent
+    units left as stubs, and one with every unit a stub. The copies' test suites run in
+    the background (two at a time, on the two cores) while this file's tests run their
+    notebooks."""
+    from concurrent.futures import ThreadPoolExecutor
+    base = tmp_path_factory.mktemp("every")
+    copies = {"solved": assign(base / "solved", solved=True), "stub": assign(base / "stub")}
+    copies.update({f"group {i}": assign(base / f"group{i}", group)
+                   for i, group in enumerate(GROUPS)})
+    pool = ThreadPoolExecutor(max_workers=2)
+    suites = {"solved": pool.submit(_copy_suite, copies["solved"])}
+    suites.update({f"group {i}": pool.submit(_copy_suite, copies[f"group {i}"], "-m", "not slow")
+                   for i in range(len(GROUPS))})
+    yield copies, suites
+    pool.shutdown(cancel_futures=True)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_the_solved_copys_notebooks_run_the_students_code(copies, name):
+@pytest.mark.parametrize("name", [p.name for p in notebook_paths()])
+def test_the_solved_copys_notebooks_run_the_students_code(every, name):
+    """Every notebook, in a copy of every unit solved: nothing is "not implemented",
+    nothing skipped for want of a value, the student's code is theirs."""
+    copies, _ = every
     texts = _outputs(run_notebook(name, copies["solved"], folder=copies["solved"] / "notebooks"))
     printed = "\n".join(texts)
-    assert "not implemented" not in printed and "yours to write" not in printed, printed
+    for wrong in ("not implemented", "yours to write", "a cell above could not compute",
+                  "as shipped"):
+        assert wrong not in printed, printed
+    units = [u for u, record in UNITS.items() if record.notebook == name[:-len(".ipynb")]]
+    for unit in units:
+        assert re.search(rf"^{re.escape(unit)} +passed ", printed, re.M), (unit, printed)
     if name.startswith("01"):
         assert "your code:" in printed
         assert "the Numba twin of conv.backward is not part of this assignment" in printed
 
 
 @pytest.mark.slow
-def test_the_solved_copys_tests_and_gradcheck_pass(copies):
-    code, failures = _test_failures(copies["solved"], "tests/test_layers.py")
-    assert code == 0 and not failures, failures
+def test_the_solved_copys_tests_gradcheck_and_check_pass(every):
+    copies, suites = every
+    code, failures, out = suites["solved"].result()
+    assert code == 0 and not failures, failures or out
     proc = _gradcheck(copies["solved"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "[numba]" not in proc.stdout and proc.stdout.strip().endswith(" 0 failed")
+    check = _minilenet(copies["solved"], "check")
+    assert check.returncode == 0 and f"{len(UNITS)} of {len(UNITS)} units passed" in \
+        check.stdout, check.stdout[-3000:]
+
+
+# ----------------------------------------------- each unit left as a stub, in turn
+@pytest.mark.slow
+@pytest.mark.parametrize("group", range(len(GROUPS)), ids=[" ".join(g) for g in GROUPS])
+def test_a_stub_fails_only_its_own_checks(every, group):
+    """Each unit left as a stub (with the other units of its group, none depending on
+    another): the copy's tests fail, every failure names one of the stubs, every stub is
+    named; ``minilenet check`` says each is not implemented and passes nothing else."""
+    copies, suites = every
+    stubs = GROUPS[group]
+    code, failures, out = suites[f"group {group}"].result()
+    assert code == 1 and failures, out
+    named = {u: [f for f in failures if f"unit {u}: yours to write" in f] for u in stubs}
+    strays = [f for f in failures if not any(f in found for found in named.values())]
+    assert not strays, strays[:5]
+    assert all(named.values()), [u for u, found in named.items() if not found]
+    check = _minilenet(copies[f"group {group}"], "check")
+    rows = {line.split()[0]: line for line in check.stdout.splitlines()
+            if line.split() and line.split()[0] in UNITS}
+    assert check.returncode == 1 and sorted(rows) == sorted(stubs), check.stdout
+    assert all("not implemented" in rows[u] for u in stubs), check.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p.name for p in notebook_paths()])
+def test_the_stub_copys_notebooks_go_on_and_name_each_unit(every, name):
+    """Every notebook, in a copy of every unit a stub: it runs to its end; each unit's
+    check cell says "not implemented yet", naming the unit or one it needs."""
+    copies, _ = every
+    nb = run_notebook(name, copies["stub"], folder=copies["stub"] / "notebooks")
+    units = [u for u, record in UNITS.items() if record.notebook == name[:-len(".ipynb")]]
+    for unit in units:
+        cells = [c for c in nb.cells if c.cell_type == "code"
+                 and c.source.strip() == f'assert_unit("{unit}")']
+        assert len(cells) == 1, f"{name}: no check cell of its own for {unit}"
+        said = "".join(o.get("text", "") for o in cells[0].outputs)
+        assert said.startswith("not implemented yet") and any(
+            u in said for u in closure([unit])), (unit, said)
 
 
 # --------------------------------------------- the same copy, the units left as stubs

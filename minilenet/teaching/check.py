@@ -114,12 +114,13 @@ def check_unit(unit, verbose=False):
 
 
 def assert_unit(unit):
-    """A notebook's check cell: ``check_unit(unit, verbose=True)``, raising
+    """A notebook's check cell: ``check_unit(unit)``, printed case by case, raising
     NotImplementedError while the unit is not written (a student notebook then
-    says so and goes on) and AssertionError when it fails."""
-    result = check_unit(unit, verbose=True)
+    says so, in one line, and goes on) and AssertionError when it fails."""
+    result = check_unit(unit)
     if result.status == "not implemented":
         raise NotImplementedError(result.message)
+    print(format_unit(result, every_check=True))
     assert result.passed, f"{unit} {result.status}: {result.message}"
     return result
 
