@@ -5,7 +5,6 @@ ends as one line, ``error: ...``, on stderr and exit status 2; ``--debug``
 (or ``MINILENET_DEBUG=1``) shows the traceback instead.
 """
 import argparse
-import math
 import os
 import sys
 import time
@@ -14,6 +13,9 @@ import numpy as np
 
 from .errors import UserError
 from .models import VARIANTS
+from .settings import POSITIVE_FLOAT as positive_float
+from .settings import POSITIVE_INT as positive_int
+from .settings import add_flags, from_flags
 from .teaching import UNIT_MEMORY_MB
 
 
@@ -22,54 +24,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
-
-
-def _parse(text, convert, what):
-    """``convert(text)``, or the argparse error "expected <what>"."""
-    try:
-        return convert(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-
-
-def _whole(text):
-    return _parse(text, int, "a whole number")
-
-
-def positive_int(text):
-    """argparse type: a whole number of at least 1."""
-    value = _whole(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def nonnegative_int(text):
-    """argparse type: a whole number of at least 0."""
-    value = _whole(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _number(text):
-    return _parse(text, float, "a number")
-
-
-def positive_float(text):
-    """argparse type: a finite number above 0."""
-    value = _number(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def momentum_value(text):
-    """argparse type: a number in [0, 1)."""
-    value = _number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
-    return value
 
 
 def cmd_summary(args):
@@ -117,24 +71,7 @@ def cmd_check(args):
 
 def _config_from_args(args):
     from .train import TrainConfig
-    variant = args.variant
-    defaults = TrainConfig()
-    paper = variant == "paper"
-    loss = args.loss or (defaults.loss if paper else "ce")
-    optimizer = args.optimizer or (defaults.optimizer if paper else "sgd")
-    batch = args.batch_size or (defaults.batch_size if paper else 64)
-    return TrainConfig(variant=variant, epochs=args.epochs, batch_size=batch,
-                       optimizer=optimizer, loss=loss, j=args.j, lr=args.lr or 0.0,
-                       momentum=args.momentum, mu=args.mu, eta_scale=args.eta_scale,
-                       order=args.order, distort=args.distort,
-                       distort_strength=args.distort_strength, limit=args.limit or 0,
-                       validation=args.validation,
-                       test_limit=args.test_limit or 0, subsampling=args.subsampling,
-                       count_bias=args.count_bias, bias_init=args.bias_init,
-                       subsampling_init=args.subsampling_init, h_reduce=args.h_reduce,
-                       curvature_seed=args.curvature_seed,
-                       bitmaps=args.bitmaps or "", deskew=args.deskew, seed=args.seed,
-                       backend=args.backend or "").validate()
+    return from_flags(TrainConfig, args).validate()
 
 
 def _write_report(model, config, images, labels, out, history=None):
@@ -394,60 +331,8 @@ def build_parser():
                        help="skip the MNIST checksums (for other MNIST-format data sets)")
 
     p = sub.add_parser("train", help="train LeNet-5 on MNIST (no flags: the paper's recipe)")
-    p.add_argument("--variant", choices=VARIANTS, default="paper",
-                   help="the network: LeNet-5 (paper), its modern variant, or one of the "
-                        "paper's comparison networks (docs/results.md)")
-    p.add_argument("--epochs", type=positive_int, default=20)
-    p.add_argument("--batch-size", type=positive_int,
-                   help="default: 1 (paper), 64 (the other variants)")
-    p.add_argument("--optimizer", choices=["sdlm", "sgd"],
-                   help="default: sdlm (paper), sgd (the other variants)")
-    p.add_argument("--loss", choices=["map", "mse", "ce"],
-                   help="default: map (paper), ce (the other variants)")
-    p.add_argument("--j", type=positive_float, default=0.1,
-                   help="the MAP criterion's constant j")
-    p.add_argument("--lr", type=positive_float, help="SGD learning rate (default 0.01)")
-    p.add_argument("--momentum", type=momentum_value, default=0.9, help="SGD momentum")
-    p.add_argument("--mu", type=positive_float, default=0.5,
-                   help="SDLM safety constant (paper: 0.02; default 0.5, see docs/results.md)")
-    p.add_argument("--eta-scale", type=positive_float, default=1.0,
-                   help="SDLM: multiply the paper's eta schedule by this")
-    p.add_argument("--order", choices=["constant", "shuffle"], default="constant",
-                   help="constant random order (paper) or a new one every pass")
-    p.add_argument("--distort", nargs="?", const="paper", default="none",
-                   choices=["none", "paper", "online"],
-                   help="affine distortions: 'paper' (60k originals + 540k fixed distorted, "
-                        "the default when the flag is given) or 'online' (fresh every pass)")
-    p.add_argument("--distort-strength", type=positive_float, default=0.5,
-                   help="multiply every distortion range (translation +-2 px, scale +-10%%, "
-                        "squeeze +-15%%, shear +-0.3) by this; default 0.5, chosen on a "
-                        "validation split (docs/results.md)")
-    p.add_argument("--subsampling", choices=["sum", "average"], default="sum")
-    p.add_argument("--count-bias", action="store_true",
-                   help="count the bias in the fan-in F_i of the initial U(+-2.4/F_i)")
-    p.add_argument("--bias-init", choices=["uniform", "zero"], default="uniform",
-                   help="initial biases: U(+-2.4/F_i) like the weights (default) or zero")
-    p.add_argument("--subsampling-init", choices=["fan-in", "one", "unit"], default="fan-in",
-                   help="S2/S4 coefficient and bias: U(+-2.4/F_i) with F_i = 4 (default) or "
-                        "F_i = 1, or coefficient 1 and bias 0")
-    p.add_argument("--h-reduce", choices=["mean", "sum", "running"], default="mean",
-                   help="SDLM: h_kk as the mean (default), the sum or a running average "
-                        "over the curvature samples")
-    p.add_argument("--curvature-seed", choices=["correct", "map", "all"], default="correct",
-                   help="SDLM: curvature at the RBF input: 2 for the correct-class penalty "
-                        "(default), plus the MAP competitive term's Gauss-Newton part, or 2 "
-                        "for each of the 10 penalties")
-    p.add_argument("--bitmaps", help="RBF prototypes as ASCII art (the format of "
-                                     "minilenet/resources/digit_bitmaps.txt)")
-    p.add_argument("--deskew", action="store_true",
-                   help="shear every digit upright (by its second moments) before training "
-                        "and testing")
-    p.add_argument("--limit", type=positive_int, help="train on the first N images only")
-    p.add_argument("--validation", type=nonnegative_int, default=0,
-                   help="hold out N random training images and report their error each epoch")
-    p.add_argument("--test-limit", type=positive_int, help="test on the first N images only")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--backend", choices=["numpy", "numba"])
+    from .train import TrainConfig
+    add_flags(p, TrainConfig)                    # one flag per setting of the recipe
     p.add_argument("--out", default="runs/lenet5", help="output folder (default runs/lenet5)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

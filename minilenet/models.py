@@ -240,3 +240,28 @@ def pretrained_info():
     import json
     from importlib import resources
     return json.loads(resources.files("minilenet").joinpath(PRETRAINED + ".json").read_text())
+
+
+#: Readings of the paper for S2/S4's coefficient and bias: "fan-in" (each unit
+#: has 4 inputs, so F_i = 4, what ``Subsampling`` draws), "one" (the coefficient
+#: multiplies one input, the sum of the four: F_i = 1), "unit" (coefficient 1,
+#: bias 0: not the paper's rule, the layer starts as a plain sum or average).
+SUBSAMPLING_INITS = ("fan-in", "one", "unit")
+
+
+def redraw_subsampling(model, reading, init, rng):
+    """Re-draw every Subsampling layer's coefficient and bias (C,) of ``model``
+    by ``reading`` (one of SUBSAMPLING_INITS), with ``init`` a FanInUniform."""
+    if reading not in SUBSAMPLING_INITS:
+        raise ValueError(f"subsampling init must be one of {SUBSAMPLING_INITS}, got {reading!r}")
+    fan_in = {"fan-in": 4, "one": 1}.get(reading)
+    for layer in model:
+        if isinstance(layer, Subsampling):
+            shape, dtype = layer.params["weight"].shape, layer.dtype
+            if fan_in is None:
+                weight, bias = np.ones(shape), np.zeros(shape)
+            else:
+                weight = init.weight(shape, fan_in, rng)
+                bias = init.bias_values(shape, fan_in, rng)
+            layer.params["weight"][...] = weight.astype(dtype)
+            layer.params["bias"][...] = bias.astype(dtype)

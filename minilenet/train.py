@@ -18,10 +18,13 @@ from . import fused, losses, mnist
 from .distort import DistortionRanges, distort
 from .errors import UserError
 from .fileio import atomic_write, load_npz, save_npz
-from .init import SUBSAMPLING_INITS, FanInUniform, redraw_subsampling
-from .models import INPUT_LAYOUTS, VARIANTS, lenet5, predict_labels
+from .init import FanInUniform
+from .models import (INPUT_LAYOUTS, SUBSAMPLING_INITS, VARIANTS, lenet5, predict_labels,
+                     redraw_subsampling)
 from .optimizers import SDLM, SGD, paper_eta, rate_summary
 from .rbf import read_bitmaps
+from .settings import (FRACTION, NONNEGATIVE_FLOAT, NONNEGATIVE_INT, POSITIVE_FLOAT,
+                       POSITIVE_INT, problems, setting)
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -35,63 +38,79 @@ class TrainConfig:
     schedule and the curvature re-estimated on 500 samples per pass; one
     deviation: mu = 0.5, not 0.02 (with 0.02 our network saturates in the
     first pass; docs/results.md has the measurements).
+
+    Each field states its default, its range or choices and its help once
+    (``settings.setting``): ``validate`` checks them, and ``minilenet train``
+    builds its flags from them.
     """
-    variant: str = "paper"
-    epochs: int = 20
-    batch_size: int = 1
-    optimizer: str = "sdlm"          # "sdlm" | "sgd"
-    loss: str = "map"                # "map" | "mse" | "ce"
-    j: float = 0.1                   # MAP criterion constant (not given in the paper)
-    lr: float = 0.0                  # SGD learning rate; 0 = 0.01
-    momentum: float = 0.9            # SGD only
-    weight_decay: float = 0.0        # SGD only
-    mu: float = 0.5                  # SDLM safety constant (paper: 0.02; docs/results.md)
-    eta_scale: float = 1.0           # SDLM: multiplies the paper's eta schedule
-    hessian_samples: int = 500       # SDLM: samples for h_kk before each pass
-    order: str = "constant"          # "constant" (paper) | "shuffle" (new order each pass)
-    distort: str = "none"            # "none" | "paper" (60k + 540k fixed) | "online"
-    distort_strength: float = 0.5    # times distort.DistortionRanges: chosen on a validation
-                                     # split (docs/results.md)
-    limit: int = 0                   # first N training images; 0 = all
-    validation: int = 0              # hold out N random training images as a validation set
-    test_limit: int = 0              # first N test images; 0 = all
-    subsampling: str = "sum"
-    count_bias: bool = False         # the bias counts in the fan-in F_i (paper: unspecified)
-    bias_init: str = "uniform"       # "uniform" (as the weights) | "zero" (paper: unspecified)
-    subsampling_init: str = "fan-in" # S2/S4 coefficient and bias: init.SUBSAMPLING_INITS
-    h_reduce: str = "mean"           # SDLM: h_kk as the "mean", "sum" or "running" average
-    curvature_seed: str = "correct"  # SDLM: curvature at the RBF input, "correct" | "map" | "all"
-    bitmaps: str = ""                # RBF prototypes file ("" = the shipped digit bitmaps)
-    deskew: bool = False             # shear every digit upright first (mnist.deskew)
-    seed: int = 0
-    backend: str = ""                # "" = default backend
-    fused: bool = True               # numba + paper network + SDLM: one compiled call a step
+    variant: str = setting("paper", str, "the network: LeNet-5 (paper), its modern variant, or "
+                           "one of the paper's comparison networks (docs/results.md)",
+                           choices=VARIANTS)
+    epochs: int = setting(20, POSITIVE_INT, "passes over the training images")
+    batch_size: int = setting(1, POSITIVE_INT, "samples per step", other_variants=64)
+    optimizer: str = setting("sdlm", str, "", choices=("sdlm", "sgd"), other_variants="sgd")
+    loss: str = setting("map", str, "", choices=("map", "mse", "ce"), other_variants="ce")
+    j: float = setting(0.1, POSITIVE_FLOAT, "the MAP criterion's constant j (not given in the "
+                                            "paper)")
+    lr: float = setting(0.0, POSITIVE_FLOAT, "SGD learning rate (default 0.01)", unset=0.0)
+    momentum: float = setting(0.9, FRACTION, "SGD momentum")
+    weight_decay: float = setting(0.0, NONNEGATIVE_FLOAT, "SGD only", flag=False)
+    mu: float = setting(0.5, POSITIVE_FLOAT, "SDLM safety constant (paper: 0.02; default 0.5, "
+                                             "see docs/results.md)")
+    eta_scale: float = setting(1.0, POSITIVE_FLOAT, "SDLM: multiply the paper's eta schedule "
+                                                    "by this")
+    hessian_samples: int = setting(500, POSITIVE_INT, "SDLM: samples for h_kk before each pass",
+                                   flag=False)
+    order: str = setting("constant", str, "constant random order (paper) or a new one every "
+                                          "pass", choices=("constant", "shuffle"))
+    distort: str = setting("none", str, "affine distortions: 'paper' (60k originals + 540k "
+                                        "fixed distorted, the default when the flag is given) "
+                                        "or 'online' (fresh every pass)",
+                           choices=("none", "paper", "online"), nargs="?", const="paper")
+    distort_strength: float = setting(
+        0.5, POSITIVE_FLOAT, "multiply every distortion range (translation +-2 px, scale "
+        "+-10%%, squeeze +-15%%, shear +-0.3) by this; default 0.5, chosen on a validation "
+        "split (docs/results.md)")
+    limit: int = setting(0, POSITIVE_INT, "train on the first N images only", unset=0)
+    validation: int = setting(0, NONNEGATIVE_INT, "hold out N random training images and "
+                                                  "report their error each epoch")
+    test_limit: int = setting(0, POSITIVE_INT, "test on the first N images only", unset=0)
+    subsampling: str = setting("sum", str, "", choices=("sum", "average"))
+    count_bias: bool = setting(False, bool, "count the bias in the fan-in F_i of the initial "
+                                            "U(+-2.4/F_i)")
+    bias_init: str = setting("uniform", str, "initial biases: U(+-2.4/F_i) like the weights "
+                                             "(default) or zero", choices=("uniform", "zero"))
+    subsampling_init: str = setting("fan-in", str, "S2/S4 coefficient and bias: U(+-2.4/F_i) "
+                                                   "with F_i = 4 (default) or F_i = 1, or "
+                                                   "coefficient 1 and bias 0",
+                                    choices=SUBSAMPLING_INITS)
+    h_reduce: str = setting("mean", str, "SDLM: h_kk as the mean (default), the sum or a "
+                                         "running average over the curvature samples",
+                            choices=SDLM.REDUCTIONS)
+    curvature_seed: str = setting("correct", str, "SDLM: curvature at the RBF input: 2 for the "
+                                                  "correct-class penalty (default), plus the "
+                                                  "MAP competitive term's Gauss-Newton part, or "
+                                                  "2 for each of the 10 penalties",
+                                  choices=SDLM.SEEDS)
+    bitmaps: str = setting("", str, "RBF prototypes as ASCII art (the format of "
+                                    "minilenet/resources/digit_bitmaps.txt)", unset="")
+    deskew: bool = setting(False, bool, "shear every digit upright (by its second moments) "
+                                        "before training and testing")
+    seed: int = setting(0, NONNEGATIVE_INT, "")
+    backend: str = setting("", str, "(default: the default backend)", choices=("numpy", "numba"),
+                           unset="")
+    fused: bool = setting(True, bool, "numba + paper network + SDLM: one compiled call a step",
+                          flag=False)
 
     def validate(self):
-        """Raise UserError (a ValueError) naming the first setting out of range."""
-        choices = {"variant": VARIANTS, "optimizer": ("sdlm", "sgd"),
-                   "loss": ("map", "mse", "ce"), "order": ("constant", "shuffle"),
-                   "distort": ("none", "paper", "online"), "subsampling": ("sum", "average"),
-                   "bias_init": ("uniform", "zero"), "subsampling_init": SUBSAMPLING_INITS,
-                   "h_reduce": SDLM.REDUCTIONS, "curvature_seed": SDLM.SEEDS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise UserError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        """Raise UserError (a ValueError) naming the first setting out of its range or
+        choices (``settings.problems``), or a loss the variant does not train with."""
+        for name, problem in problems(self):
+            raise UserError(f"{name} {problem}")
         if (self.variant == "paper") == (self.loss == "ce"):
             raise UserError(f"the {self.variant} variant trains with "
                              f"{'mse or map' if self.variant == 'paper' else 'ce'}, "
                              f"not {self.loss!r}")
-        for name in ("epochs", "batch_size", "hessian_samples"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("limit", "validation", "test_limit", "seed", "lr", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("j", "mu", "eta_scale", "distort_strength"):
-            if not getattr(self, name) > 0:
-                raise UserError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.momentum < 1:
-            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
         return self
 
     def to_json(self):

@@ -7,7 +7,8 @@ import pytest
 from minilenet import Dense, EuclideanRBF, Sequential, fused, lenet5, losses
 from minilenet.cli import build_parser
 from minilenet.cli import _config_from_args
-from minilenet.init import PAPER, FanInUniform, redraw_subsampling
+from minilenet.init import PAPER, FanInUniform
+from minilenet.models import redraw_subsampling
 from minilenet.optimizers import SDLM
 from minilenet.train import TrainConfig, build_model
 

@@ -168,7 +168,7 @@ def test_distortion_strength_scales_every_range(tmp_path):
     change = {s: np.abs(distort(images, np.random.default_rng(3), base.scaled(s)).astype(int)
                         - images).mean() for s in (0.25, 1.0)}
     assert change[0.25] < 0.5 * change[1.0]
-    with pytest.raises(ValueError, match="distort_strength must be positive"):
+    with pytest.raises(ValueError, match="distort_strength must be a positive number"):
         TrainConfig(distort_strength=0).validate()
     assert TrainConfig().distort_strength == 0.5           # chosen on a validation split
 
@@ -211,3 +211,30 @@ def test_validation_split_is_held_out_and_reported(tmp_path):
     assert len(t.data.train_images) == 100 and len(t.data.val_x) == 20
     t.fit()
     assert 0 <= t.history[0]["val_error"] <= 1
+
+
+def test_the_recipe_is_stated_once_and_the_train_flags_are_built_from_it(capsys):
+    """Each flag of ``minilenet train`` is a TrainConfig field: no flag given is the
+    recipe; a flag's range is the field's, named by the flag on the command line and
+    by the field in Python."""
+    import dataclasses
+    from minilenet.cli import _config_from_args, build_parser
+    from minilenet.settings import Range
+    parser = build_parser()
+    assert _config_from_args(parser.parse_args(["train"])) == TrainConfig()
+    modern = _config_from_args(parser.parse_args(["train", "--variant", "modern"]))
+    assert (modern.batch_size, modern.optimizer, modern.loss) == (64, "sgd", "ce")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    usage = capsys.readouterr().out
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        assert (flag in usage) == field.metadata["flag"], flag
+        kind = field.metadata["kind"]
+        if field.metadata["flag"] and isinstance(kind, Range):
+            bad = -1 if kind.problem(-1) else 2       # out of range for every Range here
+            with pytest.raises(SystemExit):
+                parser.parse_args(["train", flag, str(bad)])
+            assert f"argument {flag}: must {kind.rule}" in capsys.readouterr().err
+            with pytest.raises(ValueError, match=f"^{field.name} must {kind.rule}"):
+                TrainConfig(**{field.name: bad}).validate()
