@@ -48,16 +48,17 @@ def _gradcheck(copy, *args):
     return _minilenet(copy, "gradcheck", *args)
 
 
-def _test_failures(copy, *files):
-    """Run the copy's own tests ``files`` in the copy: (return code, failure messages)."""
+def _test_failures(copy, *args):
+    """Run the copy's own tests (pytest ``args``) in the copy: (return code, the failure
+    messages with their tracebacks, the end of the output)."""
     report = copy / "report.xml"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           f"--junitxml={report}", *files], cwd=copy, env=_environment(),
-                          capture_output=True, text=True, timeout=600)
-    failures = [f"{case.get('name')}: {problem.get('message')}"
+                           f"--junitxml={report}", *args], cwd=copy, env=_environment(),
+                          capture_output=True, text=True, timeout=1500)
+    failures = [f"{case.get('name')}: {problem.get('message') or ''}\n{problem.text or ''}"
                 for case in ET.parse(report).iter("testcase")
                 for problem in case if problem.tag in ("failure", "error")]
-    return proc.returncode, failures
+    return proc.returncode, failures, proc.stdout[-3000:]
 
 
 def _outputs(nb):
@@ -137,17 +138,9 @@ def test_edits_to_the_package_are_picked_up_without_a_restart(tmp_path):
 
 # ------------------------------------------- every unit, solved, in one copy
 def _copy_suite(copy, *options):
-    """The copy's own test suite, in the copy (its notebooks are run by the tests of this
-    file, which read what they print): (return code, the failure messages, the output)."""
-    report = copy / f"suite{len(options)}.xml"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           f"--junitxml={report}", "--ignore=tests/test_notebooks.py",
-                           *options], cwd=copy, env=_environment(), capture_output=True,
-                          text=True, timeout=1500)
-    failures = [f"{case.get('name')}: {(problem.get('message') or '')}\n{problem.text or ''}"
-                for case in ET.parse(report).iter("testcase")
-                for problem in case if problem.tag in ("failure", "error")]
-    return proc.returncode, failures, proc.stdout[-3000:]
+    """The copy's own test suite, but its notebooks, which the tests of this file run
+    and read: ``_test_failures``."""
+    return _test_failures(copy, "--ignore=tests/test_notebooks.py", *options)
 
 
 def _needs(unit):
@@ -269,7 +262,7 @@ def test_the_stub_copys_notebooks_go_on_and_name_each_unit(every, name):
 # --------------------------------------------- the same copy, the units left as stubs
 @pytest.mark.slow
 def test_the_stub_copy_fails_only_where_its_units_are_needed(copies):
-    code, failures = _test_failures(copies["stub"], "tests/test_layers.py")
+    code, failures, _ = _test_failures(copies["stub"], "tests/test_layers.py")
     assert code == 1 and failures
     assert all("unit conv.backward" in f or "unit subsampling.backward" in f for f in failures), \
         failures
