@@ -253,7 +253,7 @@ def main(argv=None):
     p.add_argument("--torch-alone", action="store_true",
                    help="PyTorch's columns only, in a process where no minilenet kernel runs "
                         "(so glibc's malloc keeps its defaults: minilenet's setting, "
-                        "kernels.MALLOC_SETTINGS, applies to the whole process)")
+                        "kernels.memory.MALLOC_SETTINGS, applies to the whole process)")
     p.add_argument("--rows", metavar="KEY,...",
                    help="only these rows, by key: " + ", ".join(r[0] for r in ROWS))
     args = p.parse_args(argv)
@@ -304,7 +304,7 @@ def main(argv=None):
         with atomic_write(args.json, "w") as f:
             json.dump({"command": command, "repeats": repeats, "images": images,
                        "quick": args.quick, "torch_alone": args.torch_alone,
-                       "malloc_settings_applied": bool(kernels._malloc_tuned),
+                       "malloc_settings_applied": bool(kernels.memory.applied),
                        "machine": info,
                        "load_average_1min": {"start": load_start, "end": load_end},
                        "rows": rows}, f, indent=1)

@@ -33,7 +33,7 @@ def cmd_summary(args):
 
 
 def cmd_bitmaps(args):
-    from .rbf import format_bitmaps, hamming_distances, load_digit_bitmaps, read_bitmaps
+    from .bitmaps import format_bitmaps, hamming_distances, load_digit_bitmaps, read_bitmaps
     if args.file:
         centers = read_bitmaps(args.file)
     else:
@@ -70,7 +70,7 @@ def cmd_check(args):
 
 
 def _config_from_args(args):
-    from .train import TrainConfig
+    from .train.config import TrainConfig
     return from_flags(TrainConfig, args).validate()
 
 
@@ -78,8 +78,10 @@ def _write_report(model, config, images, labels, out, history=None):
     """Test error and confusion matrix of a trained model (of ``config``) on uint8
     (N, 28, 28) test images; with ``out``, also the figures. Returns (error, matrix)."""
     from . import plots
-    from .train import confusion_matrix, evaluate, model_input
-    error, predicted, _ = evaluate(model, model_input(images, config, model.dtype), labels)
+    from .evaluation import confusion_matrix, evaluate
+    from .mnist import scale_bytes
+    error, predicted, _ = evaluate(model, scale_bytes(config.input_bytes(images), model.dtype),
+                                   labels)
     matrix = confusion_matrix(labels, predicted)
     if out:
         os.makedirs(out, exist_ok=True)
@@ -103,14 +105,14 @@ def _print_confusion(matrix):
 
 def cmd_train(args):
     from .mnist import load_mnist
-    from .train import Data, Trainer, TrainingDiverged
+    from .train.config import build_model, rbf_centers
+    from .train.data import Data
+    from .train.trainer import Trainer, TrainingDiverged
     config = _config_from_args(args)
-    if config.bitmaps:                           # a bad file is reported before the data loads
-        from .rbf import read_bitmaps
-        read_bitmaps(config.bitmaps, classes=10)
+    model = build_model(config, rbf_centers(config))  # a bad bitmaps file is reported first
     arrays = load_mnist(args.data, verify=not args.no_verify, progress=not args.quiet)
     data = Data.from_mnist(arrays, config)
-    trainer = Trainer(config, data, args.out, progress=not args.quiet)
+    trainer = Trainer(config, data, args.out, progress=not args.quiet, model=model)
     if args.resume and os.path.exists(trainer.checkpoint_path()):
         trainer.load_checkpoint()
         print(f"resuming {trainer.checkpoint_path()} after epoch {trainer.epoch}")
@@ -137,7 +139,7 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from .mnist import load_mnist
-    from .train import load_trained
+    from .train.checkpoints import load_trained
     model, config = load_trained(args.checkpoint, args.variant, args.deskew)
     arrays = load_mnist(args.data, verify=not args.no_verify, progress=False)
     n = args.test_limit
@@ -159,7 +161,7 @@ def cmd_predict(args):
     from .mnist import scale_bytes
     from .models import predict_labels
     from .rbf import EuclideanRBF
-    from .train import input_bytes, load_trained
+    from .train.checkpoints import load_trained
     model, config = load_trained(args.checkpoint, args.variant, args.deskew)
     rbf = isinstance(list(model)[-1], EuclideanRBF)
     if args.show and not rbf:
@@ -170,7 +172,7 @@ def cmd_predict(args):
     for n, path in enumerate(args.images):
         images = read_images(path)
         if images.shape[1] == 28:
-            images = input_bytes(images, config)
+            images = config.input_bytes(images)
         elif images.shape[1:] != model.input_shape[1:]:
             raise UserError(f"{path}: images of {images.shape[1]}x{images.shape[2]}, and the "
                             f"{config.variant} network reads 28x28 digits (made into "
@@ -331,7 +333,7 @@ def build_parser():
                        help="skip the MNIST checksums (for other MNIST-format data sets)")
 
     p = sub.add_parser("train", help="train LeNet-5 on MNIST (no flags: the paper's recipe)")
-    from .train import TrainConfig
+    from .train.config import TrainConfig
     add_flags(p, TrainConfig)                    # one flag per setting of the recipe
     p.add_argument("--out", default="runs/lenet5", help="output folder (default runs/lenet5)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")

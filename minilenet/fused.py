@@ -2,22 +2,26 @@
 
 The paper trains on one sample at a time: 1.2 million updates for 20 passes.
 Through the layer graph each update costs some thirty Python calls, which take
-longer than the arithmetic. ``train_step`` calls ``numba_jit.paper_step``,
-which runs the same per-sample kernels (convolution, C3 table convolution,
-subsampling) and the same formulas as the layers, the loss and the optimizer
-update, from one compiled function. It runs its samples one after another:
-batches of ``kernels.PARALLEL_MIN`` or more train faster through the layer
-graph, whose kernels share them out over the cores (``supports``). Its reference is the layer graph itself: the tests check
-that both give the same loss, gradients and weights (1e-12 in float64), and
-check the fused gradients by finite differences.
+longer than the arithmetic. ``train_step`` calls ``kernels.compiled.paper_step``,
+which runs the layers' own per-sample kernels (convolution, C3 table
+convolution, subsampling, dense, RBF) and the twins of ``numpy_ref``'s squashing
+function, loss and SDLM update, from one compiled function. It runs its samples
+one after another: batches of ``kernels.PARALLEL_MIN`` or more train faster
+through the layer graph, whose kernels share them out over the cores
+(``supports``). The network it computes is read off ``lenet5("paper")``
+(``STRUCTURE``), and ``mismatch`` refuses any other. Its reference is the layer
+graph itself: the tests check that both give the same loss, gradients and
+weights (1e-12 in float64), and check the fused gradients by finite differences.
 """
 import numpy as np
 
-from . import activations, config
+from . import config, paper
 from .activations import Activation, ScaledTanh
 from .conv import Conv2D, Convolution
 from .dense import Dense, Flatten
+from .kernels import numpy_ref
 from .layer import Layer
+from .models import lenet5
 from .optimizers import SDLM
 from .rbf import EuclideanRBF
 from .subsampling import Subsampling
@@ -27,28 +31,37 @@ LOSS_KINDS = {"mse": 0, "map": 1}
 PARAMS = ("c1.weight", "c1.bias", "s2.weight", "s2.bias", "c3.weight", "c3.bias",
           "s4.weight", "s4.bias", "c5.weight", "c5.bias", "f6.weight", "f6.bias")
 
-#: The network the fused step computes, layer by layer: (name, exact type,
-#: hyperparameters that must match). The C3 table, the subsampling mode and the
-#: RBF prototypes are read from the model, so any value of those is computed.
-STRUCTURE = (
-    ("c1", Conv2D, {"in_channels": 1, "out_channels": 6, "kernel_size": 5}),
-    ("c1_act", ScaledTanh, {}),
-    ("s2", Subsampling, {"channels": 6}),
-    ("s2_act", ScaledTanh, {}),
-    ("c3", TableConv2D, {"in_channels": 6, "out_channels": 16, "kernel_size": 5}),
-    ("c3_act", ScaledTanh, {}),
-    ("s4", Subsampling, {"channels": 16}),
-    ("s4_act", ScaledTanh, {}),
-    ("c5", Conv2D, {"in_channels": 16, "out_channels": 120, "kernel_size": 5}),
-    ("c5_act", ScaledTanh, {}),
-    ("flatten", Flatten, {}),
-    ("f6", Dense, {"in_features": 120, "out_features": 84}),
-    ("f6_act", ScaledTanh, {}),
-    ("output", EuclideanRBF, {"in_features": 84}),
-)
+#: The attributes of each layer type that fix the shapes the fused step computes with.
+#: The C3 table, the subsampling mode and the RBF prototypes are read from the model,
+#: so any value of those is computed.
+HYPERPARAMETERS = {
+    Conv2D: ("in_channels", "out_channels", "kernel_size"),
+    TableConv2D: ("in_channels", "out_channels", "kernel_size"),
+    Subsampling: ("channels",),
+    Dense: ("in_features", "out_features"),
+    EuclideanRBF: ("in_features",),
+    ScaledTanh: (),
+    Flatten: (),
+}
 
-#: The squashing constants compiled into the fused step.
-_CONSTANTS = (activations.A, activations.S)
+
+def _structure(model):
+    """(name, exact type, {hyperparameter: value}) for each layer of ``model``."""
+    return tuple((name, type(layer), {attr: getattr(layer, attr)
+                                      for attr in HYPERPARAMETERS.get(type(layer), ())})
+                 for name, layer in model.layers.items())
+
+
+#: The network the fused step computes, layer by layer, read off ``lenet5("paper")``
+#: (the one definition of the paper network).
+STRUCTURE = _structure(lenet5("paper"))
+
+#: What the layer graph reads from ``numpy_ref`` where the fused step runs compiled twins
+#: (the squashing constants and function, the paper's losses, SDLM's rates and update),
+#: as the package defines it, so that a replacement (a student's experiment) is noticed.
+_REFERENCE = {name: getattr(numpy_ref, name) for name in (
+    "A", "S", "scaled_tanh", "scaled_tanh_derivative", "logsumexp_rows", "mse_loss", "map_loss",
+    "sdlm_rates", "sdlm_update")}
 #: The methods of every class above as the package defines them, so that a
 #: method replaced at run time (a student's experiment) is noticed.
 _METHODS = {cls: dict(vars(cls)) for cls in
@@ -72,8 +85,8 @@ def mismatch(model):
 
     The model must be exactly the paper network: the same layers in the same
     order, of exactly these types (not subclasses), with these hyperparameters,
-    the package's own methods and squashing constants, one float dtype for all
-    layers, and every layer on the Numba backend.
+    the package's own methods and ``numpy_ref`` functions and constants, one
+    float dtype for all layers, and every layer on the Numba backend.
     """
     from .assignment import WITHHELD
     if WITHHELD:
@@ -83,8 +96,8 @@ def mismatch(model):
     if [name for name, _ in layers] != [name for name, _, _ in STRUCTURE]:
         return (f"the layers are {[name for name, _ in layers]}, not the paper "
                 f"network's {[name for name, _, _ in STRUCTURE]}")
-    if tuple(model.input_shape) != (1, 32, 32):
-        return f"the input shape is {model.input_shape}, not (1, 32, 32)"
+    if tuple(model.input_shape) != paper.INPUT_SHAPE:
+        return f"the input shape is {model.input_shape}, not {paper.INPUT_SHAPE}"
     for (name, layer), (_, cls, hyper) in zip(layers, STRUCTURE):
         if type(layer) is not cls:
             return f"{name} is {type(layer).__name__}, not {cls.__name__}"
@@ -98,9 +111,10 @@ def mismatch(model):
             return f"{name} has dtype {layer.dtype}, the model {model.dtype}"
         if hasattr(layer, "backend") and config.backend_for(layer.backend) != "numba":
             return f"{name} runs on the {config.backend_for(layer.backend)} backend"
-    if (activations.A, activations.S) != _CONSTANTS:
-        return (f"the squashing constants are {(activations.A, activations.S)}, "
-                f"not {_CONSTANTS}")
+    replaced = [name for name, value in _REFERENCE.items() if getattr(numpy_ref, name) != value]
+    if replaced:
+        return (f"numpy_ref.{replaced[0]} is not the package's (the fused step runs its "
+                f"compiled twin)")
     return ""
 
 
@@ -135,19 +149,20 @@ def _flat(arrays):
 def _static(model):
     """The connection lists of C1, C3 and C5, the RBF centres, S2's and S4's scales."""
     from .kernels.numba_jit import _all_pairs
-    c3 = model["c3"]
-    pairs = (*_all_pairs(6, 1), c3.out_idx, c3.in_idx, *_all_pairs(120, 16))
+    c1, c3, c5 = model["c1"], model["c3"], model["c5"]
+    pairs = (*_all_pairs(c1.out_channels, c1.in_channels), c3.out_idx, c3.in_idx,
+             *_all_pairs(c5.out_channels, c5.in_channels))
     return (pairs, model["output"].buffers["centers"], model["s2"].scale, model["s4"].scale)
 
 
 def gradients(model, x, labels, loss_name, j=0.1):
     """Fused forward and backward only: fills every layer's grads, returns (loss, penalties)."""
-    from .kernels import numba_jit
+    from .kernels import compiled
     _require(model)
     _check(x, labels, model.dtype)
     params, grads = _arrays(model, "params"), _arrays(model, "grads")
     flat_grads = _flat(grads)               # also stands for the rates, unread without update
-    return numba_jit.paper_step(x, labels, params, grads, _flat(params), flat_grads, flat_grads,
+    return compiled.paper_step(x, labels, params, grads, _flat(params), flat_grads, flat_grads,
                                 *_static(model), LOSS_KINDS[loss_name], j, False)
 
 
@@ -161,9 +176,9 @@ class TrainStep:
     """
 
     def __init__(self, model, rates, loss_name, j=0.1):
-        from .kernels import numba_jit
+        from .kernels import compiled
         _require(model)
-        self._kernel = numba_jit.paper_step
+        self._kernel = compiled.paper_step
         params, grads = _arrays(model, "params"), _arrays(model, "grads")
         self._args = (params, grads, _flat(params), _flat(grads),
                       _flat(np.ascontiguousarray(rates[name]) for name in PARAMS),
@@ -204,7 +219,7 @@ class TrainStep:
 def _example(model):
     """A step on ``model`` with unit rates and a sample like the trainer's: (step, x, labels)."""
     rates = {name: np.ones_like(p) for name, p in zip(PARAMS, _arrays(model, "params"))}
-    return (TrainStep(model, rates, "map"), np.zeros((1, 1, 32, 32), model.dtype),
+    return (TrainStep(model, rates, "map"), np.zeros((1, *paper.INPUT_SHAPE), model.dtype),
             np.zeros(1, np.int64))
 
 
@@ -244,10 +259,11 @@ def _compile(dtype):
 
 def _check(x, labels, dtype):
     """The kernels do no bounds checks: refuse what would make them read out of bounds."""
-    if not (isinstance(x, np.ndarray) and x.ndim == 4 and x.shape[1:] == (1, 32, 32)
+    if not (isinstance(x, np.ndarray) and x.ndim == 4 and x.shape[1:] == paper.INPUT_SHAPE
             and x.dtype == dtype and x.flags.c_contiguous):
+        shape = ", ".join(str(n) for n in ("N", *paper.INPUT_SHAPE))
         raise ValueError(f"fused step: expected a C-contiguous {dtype} array of shape "
-                         f"(N, 1, 32, 32), got {getattr(x, 'dtype', type(x).__name__)} "
+                         f"({shape}), got {getattr(x, 'dtype', type(x).__name__)} "
                          f"{getattr(x, 'shape', '')}")
     if (not isinstance(labels, np.ndarray) or labels.shape != (len(x),)
             or labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 9):

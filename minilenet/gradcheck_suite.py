@@ -16,17 +16,18 @@ from typing import Callable
 import numpy as np
 
 from . import config, fused, losses
-from .activations import A, S, ReLU, ScaledTanh, Sigmoid, Tanh
+from .activations import ReLU, ScaledTanh, Sigmoid, Tanh
 from .conv import Conv2D
 from .errors import UserError
 from .dense import Dense, Flatten
 from .gradcheck import (CheckResult, check_layer, check_loss, check_model, check_second,
                         format_results, numerical_gradient, rel_error, sample_indices)
 from .models import COMPARISON, Repeat, lenet5
+from .paper import A, C3_TABLE, S
 from .pooling import AvgPool2D, MaxPool2D
 from .rbf import EuclideanRBF
 from .subsampling import Subsampling
-from .table_conv import C3_TABLE, TableConv2D
+from .table_conv import TableConv2D
 from .teaching.assign import numpy_locations
 from .teaching.diagnosis import FIT, diagnose
 from .teaching.units import UNITS, closure

@@ -9,12 +9,12 @@ from .dense import Dense, Flatten
 from .graph import Sequential
 from .init import HE, PAPER, FanInUniform
 from .layer import Layer
+from .paper import C3_TABLE, INPUT_SHAPE
 from .pooling import MaxPool2D
 from .rbf import EuclideanRBF
 from .subsampling import Subsampling
-from .table_conv import C3_TABLE, TableConv2D
+from .table_conv import TableConv2D
 
-INPUT_SHAPE = (1, 32, 32)
 #: The paper's Fig. 9 comparison networks (``comparison_net``).
 COMPARISON = ("linear", "fc300", "fc1000", "fc300-100", "lenet1", "lenet4")
 VARIANTS = ("paper", "modern") + COMPARISON

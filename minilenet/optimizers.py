@@ -8,21 +8,9 @@ no reference to a gradient array.
 import numpy as np
 
 from . import losses
+from .kernels import numpy_ref
+from .paper import paper_eta
 from .rbf import EuclideanRBF
-
-#: The paper's learning-rate schedule for MNIST, by pass (section III-B):
-#: (first pass, last pass, eta).
-PAPER_ETA = ((1, 2, 5e-4), (3, 5, 2e-4), (6, 8, 1e-4), (9, 12, 5e-5), (13, None, 1e-5))
-
-
-def paper_eta(epoch):
-    """eta for the 0-based ``epoch`` (pass epoch + 1) of the paper's schedule."""
-    p = epoch + 1
-    for first, last, eta in PAPER_ETA:
-        if p >= first and (last is None or p <= last):
-            return eta
-    raise ValueError(f"epoch must be >= 0, got {epoch}")
-
 
 class SGD:
     """w <- w + v,  v <- momentum * v - lr * (g + weight_decay * w).
@@ -167,18 +155,14 @@ class SDLM:
             h = self.h.get(name)
             if h is None:
                 raise RuntimeError("SDLM: estimate_curvature must run before the first step")
-            # BEGIN SOLUTION sdlm.step
-            out[name] = (eta / (self.mu + h)).astype(layer.params[key].dtype)
-            # END SOLUTION
+            out[name] = numpy_ref.sdlm_rates(eta, self.mu, h, layer.params[key].dtype)
         return out
 
     def step(self, model):
         if not self._steps:
             self._steps = self.rates(model)
         for name, layer, key in model.named_parameters():
-            # BEGIN SOLUTION sdlm.step
-            layer.params[key] -= self._steps[name] * layer.grads[key]
-            # END SOLUTION
+            numpy_ref.sdlm_update(layer.params[key], layer.grads[key], self._steps[name])
 
     def state_dict(self):
         return {f"h.{k}": v for k, v in self.h.items()}

@@ -1,25 +1,9 @@
 """TableConv2D: a convolution restricted by a connection table (LeNet-5's C3)."""
-from importlib import resources
-
 import numpy as np
 
 from . import config
 from .conv import Convolution
 from .init import PAPER, make_rng
-
-
-def load_c3_table():
-    """Table I of the paper as a (6, 16) boolean matrix: ``table[s2_map, c3_map]``.
-
-    Read from ``resources/c3_table.txt`` (X = connected).
-    """
-    text = resources.files("minilenet").joinpath("resources/c3_table.txt").read_text()
-    rows = [line.split(":", 1)[1].split() for line in text.splitlines()
-            if line.startswith("S2")]
-    return np.array([[cell == "X" for cell in row] for row in rows], dtype=bool)
-
-
-C3_TABLE = load_c3_table()
 
 
 class TableConv2D(Convolution):

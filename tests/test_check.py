@@ -48,7 +48,7 @@ SLIPS = {
                                    "g = (coef * scale).reshape(1, C, 1, 1) * dy",
                                    "g = scale * dy"),
           "rbf.backward": ("kernels/numpy_ref.py", "dx = 2.0 * (dy.sum", "dx = (dy.sum"),
-          "map_loss": ("losses.py", "    grad = -q\n", "    grad = 0 * q\n"),
+          "map_loss": ("kernels/numpy_ref.py", "    grad = -q\n", "    grad = 0 * q\n"),
           "dense.backward": ("kernels/numpy_ref.py", "dw = x.T @ dy", "dw = (x.T @ dy).T")},
     "b": {"c3.backward": ("kernels/numpy_ref.py", "dw = dw_dense[out_idx, in_idx]",
                           "dw = dw_dense[out_idx, (in_idx + 1) % x.shape[1]]"),

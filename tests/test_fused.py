@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from minilenet import (AvgPool2D, Conv2D, Tanh, activations, fused, lenet5, load_digit_bitmaps,
-                       losses)
+from minilenet import (AvgPool2D, Conv2D, Tanh, fused, lenet5, load_digit_bitmaps, losses,
+                       paper)
 from minilenet.gradcheck import numerical_gradient, rel_error, sample_indices
+from minilenet.kernels import numpy_ref
 from minilenet.optimizers import SDLM, SGD
 from minilenet.train import Data, TrainConfig, Trainer
 
@@ -164,8 +165,11 @@ def test_mixed_dtypes_and_changed_constants_are_refused(monkeypatch):
     model = lenet5()
     model["f6"].astype(np.float64)
     assert "f6 has dtype float64" in fused.mismatch(model)
-    monkeypatch.setattr(activations, "A", 1.0)
-    assert "squashing constants" in fused.mismatch(lenet5())
+    monkeypatch.setattr(numpy_ref, "A", 1.0)
+    assert "numpy_ref.A is not the package's" in fused.mismatch(lenet5())
+    monkeypatch.undo()
+    monkeypatch.setattr(numpy_ref, "sdlm_update", lambda p, g, rates: None)
+    assert "numpy_ref.sdlm_update is not the package's" in fused.mismatch(lenet5())
 
 
 @pytest.mark.parametrize("variant", [
@@ -198,18 +202,17 @@ def test_fused_step_refuses_bad_input(x, labels, pattern):
         fused.gradients(model, x, labels, "map")
 
 
-# The fused step's building blocks, each against its NumPy twin.
-def test_squash_kernels_match_scaled_tanh(rng):
+# The fused step's own building blocks (the twins it calls, scaled_tanh, the losses
+# and sdlm_update, are held to numpy_ref in test_kernels.py).
+def test_squash_backward_kernel_matches_the_layer(rng):
     from minilenet import ScaledTanh
-    from minilenet.kernels import numba_jit
-    for n in (2, numba_jit.PARALLEL_MIN + 3):
-        a = rng.standard_normal((n, 3, 4, 4)) * 2
-        layer = ScaledTanh(np.float64)
-        y = layer.forward(a)
-        np.testing.assert_allclose(numba_jit._squash(a), y, rtol=1e-14, atol=1e-15)
-        dy = rng.standard_normal(a.shape)
-        np.testing.assert_allclose(numba_jit._squash_backward(y, dy), layer.backward(dy),
-                                   rtol=1e-13, atol=1e-15)
+    from minilenet.kernels import compiled
+    a = rng.standard_normal((3, 3, 4, 4)) * 2
+    layer = ScaledTanh(np.float64)
+    y = layer.forward(a)
+    dy = rng.standard_normal(a.shape)
+    np.testing.assert_allclose(compiled.scaled_tanh_backward(y, dy), layer.backward(dy),
+                               rtol=1e-13, atol=1e-15)
 
 
 def test_compiled_tanh_matches_numpy_to_a_few_ulp(rng):
@@ -218,41 +221,21 @@ def test_compiled_tanh_matches_numpy_to_a_few_ulp(rng):
     beyond the point where tanh is 1, with signed zeros, infinities and NaN as
     np.tanh gives them; float32 squashing rounds correctly (it is computed in
     float64)."""
-    from minilenet.kernels import numba_jit
+    from minilenet.kernels import compiled
     z = np.concatenate([rng.standard_normal(3000) * s
                         for s in (1e-300, 1e-8, 1e-3, 0.1, 0.5, 1, 3, 10, 30)]
                        + [np.linspace(-25, 25, 5001)])
-    got, want = np.array([numba_jit._tanh(v) for v in z]), np.tanh(z)
+    got, want = np.array([compiled.tanh(v) for v in z]), np.tanh(z)
     ulps = np.abs(got - want) / np.spacing(np.abs(want))
     assert ulps.max() <= 4, f"the compiled tanh is {ulps.max():.0f} ulp off np.tanh"
     special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324])
-    got = np.array([numba_jit._tanh(v) for v in special])
+    got = np.array([compiled.tanh(v) for v in special])
     np.testing.assert_array_equal(got, np.tanh(special))
     np.testing.assert_array_equal(np.signbit(got), np.signbit(np.tanh(special)))
     a32 = (rng.standard_normal(50000) * 3).astype(np.float32)
-    s_a = (np.float32(activations.S) * a32).astype(np.float64)        # the kernel's S a, float32
-    want32 = (np.float64(np.float32(activations.A)) * np.tanh(s_a)).astype(np.float32)
-    np.testing.assert_array_equal(numba_jit._squash(a32), want32)
-
-
-@pytest.mark.parametrize("loss", ["mse", "map"])
-def test_paper_loss_kernel_matches_the_losses(rng, loss):
-    from minilenet.kernels import numba_jit
-    y = rng.uniform(0, 300, (5, 10))
-    y[np.arange(5), [1, 2, 3, 4, 5]] = rng.uniform(0, 3, 5)
-    labels = np.array([1, 2, 3, 4, 5])
-    value, grad = numba_jit._paper_loss(y, labels, fused.LOSS_KINDS[loss], 0.1)
-    ref_value, ref_grad = losses.get(loss)(y, labels)
-    assert value == pytest.approx(ref_value, rel=1e-13)
-    np.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-300)
-
-
-def test_update_kernel_is_p_minus_rate_times_g(rng):
-    from minilenet.kernels import numba_jit
-    p, g, r = (rng.standard_normal((4, 3)) for _ in range(3))
-    expected = p - r * g
-    numba_jit._update(p.reshape(-1), g.reshape(-1), r.reshape(-1))   # views: p changes
-    np.testing.assert_allclose(p, expected, rtol=1e-15)
+    s_a = (np.float32(paper.S) * a32).astype(np.float64)        # the kernel's S a, float32
+    want32 = (np.float64(np.float32(paper.A)) * np.tanh(s_a)).astype(np.float32)
+    np.testing.assert_array_equal(compiled.scaled_tanh(a32), want32)
 
 
 def test_second_derivative_pass_agrees_across_backends(rng):

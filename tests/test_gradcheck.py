@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minilenet import Dense, MaxPool2D, ScaledTanh, activations, gradcheck, lenet5, losses
+from minilenet import Dense, MaxPool2D, ScaledTanh, gradcheck, lenet5, losses, paper
 from minilenet.conv import Convolution
 from minilenet.gradcheck import check_layer, check_model, numerical_gradient, rel_error
 from minilenet.gradcheck_suite import GROUPS, cases, run_case, run_layer_case, run_suite
@@ -59,7 +59,7 @@ class TanhMissingFactor(ScaledTanh):
     """A classic bug: the derivative of 1.7159 tanh(2a/3) without the A*S factor."""
 
     def df(self, y):
-        t = y / activations.A
+        t = y / paper.A
         return 1.0 - t * t
 
 
@@ -130,19 +130,19 @@ def _recompiled_fused_step(monkeypatch, **kernels):
     disk, keep the originals."""
     import types
     from numba import njit
-    from minilenet.kernels import numba_jit
-    step = numba_jit.paper_step.py_func
+    from minilenet.kernels import compiled
+    step = compiled.paper_step.py_func
     patched = types.FunctionType(step.__code__, {**step.__globals__, **kernels}, step.__name__,
                                  step.__defaults__, step.__closure__)
-    options = {k: v for k, v in numba_jit.OPTIONS.items() if k != "cache"}
-    monkeypatch.setattr(numba_jit, "paper_step", njit(**options)(patched))
+    options = {k: v for k, v in compiled.OPTIONS.items() if k != "cache"}
+    monkeypatch.setattr(compiled, "paper_step", njit(**options)(patched))
 
 
 @pytest.mark.slow
 def test_gradcheck_catches_a_slip_in_the_fused_c1_gradient(monkeypatch, capsys, numba_runs):
     from numba import njit
-    from minilenet.kernels import numba_jit
-    block = numba_jit._table_backward_block
+    from minilenet.kernels import compiled
+    block = compiled.table_backward_block
 
     @njit
     def c1_slip(x, w, dy, out_idx, in_idx, dx, dw, db):      # C1's gradient missing S
@@ -151,39 +151,25 @@ def test_gradcheck_catches_a_slip_in_the_fused_c1_gradient(monkeypatch, capsys, 
             for k in range(dw.shape[0]):
                 dw[k] *= 2.0 / 3.0
 
-    _recompiled_fused_step(monkeypatch, _table_backward_block=c1_slip)
+    _recompiled_fused_step(monkeypatch, table_backward_block=c1_slip)
     failed = _failures(capsys, ["gradcheck"])
     assert failed and all(label.startswith("fused step") for label in failed)
 
 
 @pytest.mark.slow
 def test_gradcheck_catches_a_slip_in_the_fused_loss(monkeypatch, capsys, numba_runs):
-    """The competitive term normalised by the running max instead of the
-    log-sum-exp: invisible at initialisation, where every penalty is ~84."""
+    """MAP's gradient without its competitive term (the MSE gradient): invisible at
+    initialisation, where every penalty is ~84 and exp(-84) is nothing."""
     from numba import njit
+    from minilenet.kernels import compiled
+    map_loss, mse_loss = compiled.map_loss, compiled.mse_loss
 
     @njit
-    def loss_slip(y, labels, loss_kind, j):
-        N, K = y.shape
-        dy = np.zeros_like(y)
-        loss = 0.0
-        for n in range(N):
-            label = labels[n]
-            loss += y[n, label]
-            if loss_kind == 1:
-                m = -j
-                for k in range(K):
-                    m = max(m, -y[n, k])
-                total = np.exp(-j - m)
-                for k in range(K):
-                    total += np.exp(-y[n, k] - m)
-                loss += m + np.log(total)
-                for k in range(K):
-                    dy[n, k] = -np.exp(-y[n, k] - m) / N          # the slip: m, not lse
-            dy[n, label] += 1.0 / N
-        return loss / N, dy
+    def loss_slip(penalties, labels, j):
+        loss, _ = map_loss(penalties, labels, j)
+        return loss, mse_loss(penalties, labels)[1]
 
-    _recompiled_fused_step(monkeypatch, _paper_loss=loss_slip)
+    _recompiled_fused_step(monkeypatch, map_loss=loss_slip)
     failed = _failures(capsys)
     assert any("trained-like" in label for label in failed)
     assert not any(label.startswith("fused step + map vs") for label in failed)  # init passes

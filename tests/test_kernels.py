@@ -53,9 +53,13 @@ def test_col2im_is_the_adjoint_of_im2col(backend, rng, kh, kw, stride):
 
 
 def _assert_close(a, b, dtype):
-    """Floats to rounding; integer outputs (max-pooling's winners) exactly, as int64."""
+    """Floats to rounding; integer outputs (max-pooling's winners) exactly, as int64;
+    a scalar (a loss) by value only (the compiled losses sum in float64)."""
     rtol = 1e-12 if dtype == np.float64 else 2e-5
     for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        if np.ndim(v) == 0:
+            assert float(u) == pytest.approx(float(v), rel=rtol)
+            continue
         if v.dtype.kind == "i":
             assert u.dtype == v.dtype == np.int64 and np.array_equal(u, v)
             continue
@@ -75,6 +79,9 @@ def _kernel_calls(rng, dtype, n):
     centers = rng.choice([-1.0, 1.0], (10, 84)).astype(dtype)
     xp = rng.integers(0, 3, (n, 4, 9, 8)).astype(dtype)       # few values: many tied maxima
     winner = numpy_ref.maxpool_forward(xp, 3, 1)[1]          # 3x3 windows at stride 1 overlap
+    labels = rng.integers(0, 10, n)
+    penalties = rng.uniform(0, 300, (n, 10)).astype(dtype)   # RBF penalties: the right
+    penalties[np.arange(n), labels] = rng.uniform(0, 3, n)   # class's is small
     return {
         "im2col": (x, 3, 3, 2),
         "col2im": (normal(n, 4, 3, 3, 4, 4), (n, 4, 9, 9), 2),
@@ -91,7 +98,20 @@ def _kernel_calls(rng, dtype, n):
         "dense_backward": (normal(n, 7), normal(7, 5), normal(n, 5)),
         "rbf_forward": (normal(n, 84), centers),
         "rbf_backward": (normal(n, 84), centers, normal(n, 10)),
+        "scaled_tanh": (normal(n, 3, 4, 4) * 2,),
+        "scaled_tanh_derivative": (numpy_ref.scaled_tanh(normal(n, 3, 4, 4) * 2),),
+        "mse_loss": (penalties, labels),
+        "map_loss": (penalties, labels, 0.1),
+        "sdlm_update": (normal(n, 7), normal(n, 7), np.abs(normal(n, 7))),
     }
+
+
+def _run(module, name, args):
+    """A kernel's outputs, on copies of ``args``; for the one that works in place
+    (sdlm_update), the parameters it updated."""
+    args = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+    out = getattr(module, name)(*args)
+    return args[0] if out is None else out
 
 
 @pytest.mark.parametrize("n", [3, numba_jit.PARALLEL_MIN + 13])     # serial, and threads
@@ -100,7 +120,7 @@ def _kernel_calls(rng, dtype, n):
 def test_numba_matches_numpy(rng, name, dtype, n, numba_runs):
     """Same outputs, same dtype: 1e-12 relative in float64, 2e-5 in float32."""
     args = _kernel_calls(rng, dtype, n)[name]
-    _assert_close(getattr(numba_jit, name)(*args), getattr(numpy_ref, name)(*args), dtype)
+    _assert_close(_run(numba_jit, name, args), _run(numpy_ref, name, args), dtype)
 
 
 @pytest.mark.parametrize("n", [1, numba_jit.PARALLEL_MIN + 5])
@@ -272,7 +292,7 @@ def test_threads_take_every_span_once_and_raise_what_a_span_raises():
 def test_batch_kernels_give_the_same_bits_on_any_number_of_threads(rng, numba_runs):
     """Threads take whole samples and fixed blocks of samples: the results depend on
     the batch size only."""
-    from minilenet.table_conv import C3_TABLE
+    from minilenet.paper import C3_TABLE
     out_idx, in_idx = (a.astype(np.int64) for a in np.nonzero(C3_TABLE.T))
     x = rng.standard_normal((37, 6, 14, 14)).astype(np.float32)
     w = rng.standard_normal((len(out_idx), 5, 5)).astype(np.float32)
@@ -384,4 +404,5 @@ def test_malloc_keeps_freed_memory_on_glibc():
     import platform
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("the malloc settings are glibc's (mallopt)")
-    assert kernels.keep_freed_memory() is True and kernels.keep_freed_memory() is True
+    from minilenet.kernels import memory
+    assert memory.keep_freed_memory() is True and memory.keep_freed_memory() is True

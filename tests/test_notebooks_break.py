@@ -26,7 +26,8 @@ numpy_ref.col2im = _col2im_assigns
 
 # The scaled tanh's derivative without its A*S factor: 1 - tanh(Sa)^2.
 DF_WITHOUT_GAIN = """
-from minilenet.activations import A, ScaledTanh
+from minilenet.activations import ScaledTanh
+from minilenet.paper import A
 
 ScaledTanh.df = lambda self, y: 1.0 - (y / A) ** 2
 """

@@ -4,7 +4,8 @@ import pytest
 
 from minilenet import (C3_TABLE, Conv2D, Dense, EuclideanRBF, Flatten, ScaledTanh, Sequential,
                        Subsampling, TableConv2D, lenet5)
-from minilenet.optimizers import PAPER_ETA, SDLM, SGD, paper_eta
+from minilenet.optimizers import SDLM, SGD
+from minilenet.paper import PAPER_ETA, paper_eta
 
 F64 = np.float64
 

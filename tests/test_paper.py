@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from minilenet import C3_TABLE, ScaledTanh, lenet5, load_digit_bitmaps
-from minilenet.rbf import format_bitmaps, hamming_distances, parse_bitmaps
+from minilenet.bitmaps import format_bitmaps, hamming_distances, parse_bitmaps
 
 PAPER_LEDGER = {  # layer: (trainable parameters, connections)
     "c1": (156, 122_304), "s2": (12, 5_880), "c3": (1_516, 151_600), "s4": (32, 2_000),

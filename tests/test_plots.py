@@ -8,7 +8,7 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
 from minilenet import C3_TABLE, plots
-from minilenet.rbf import load_digit_bitmaps
+from minilenet.bitmaps import load_digit_bitmaps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

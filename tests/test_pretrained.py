@@ -55,7 +55,7 @@ def test_recorded_test_error_on_real_mnist():
     """Float32 inference is deterministic (no threads adding into one array), so
     the count of errors must match the record exactly."""
     from minilenet.mnist import load_mnist, preprocess
-    from minilenet.train import evaluate
+    from minilenet.evaluation import evaluate
     data = load_mnist(REAL, download_missing=False, progress=False)
     info = pretrained_info()
     assert len(data["test_labels"]) == info["test_images"]

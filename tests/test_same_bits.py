@@ -30,7 +30,7 @@ RUNS = (
 
 #: FINGERPRINT -> {run name: SHA-256 of the weights after the run}.
 HASHES = {
-    # Intel Xeon (Sapphire Rapids class, AVX-512), the development machine, 2026-12-02
+    # Intel Xeon with AVX-512 (LLVM: rocketlake), the development machine, 2026-12-02
     ("rocketlake", "SkylakeX", "2.4.6", "0.68.1"): {
         "paper, batch 1, fused": "39b4b69abe30f1997c7533bb8a7a923c31e08c8fc56b3a24a6f46b4919634dbe",
         "paper, batch 4, fused": "5c178b40ec4a192e9d9e758ae27e2c92618f6d4f0e26de67a1634152323a8df3",

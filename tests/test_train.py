@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from minilenet import train as train_mod
+from minilenet import fused
 from minilenet.distort import DistortionRanges, distort, random_affine, warp
 from minilenet.fileio import load_npz
 from minilenet.train import Data, TrainConfig, Trainer, TrainingDiverged, load_trained
@@ -118,7 +118,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeyp
         return wrapped
 
     if use_fused:
-        step_class = train_mod.fused.TrainStep
+        step_class = fused.TrainStep
         monkeypatch.setattr(step_class, "__call__", poison(step_class.__call__))
     else:
         t.loss_fn = poison(t.loss_fn)

@@ -11,7 +11,7 @@ from minilenet.idx import write_idx
 from minilenet.models import (COMPARISON, INPUT_LAYOUTS, LENET1_C3_TABLE, LENET4_C3_TABLE,
                               VARIANTS, Repeat, comparison_net, lenet5)
 from minilenet.optimizers import SGD
-from minilenet.train import Data, TrainConfig, Trainer, model_input
+from minilenet.train import Data, TrainConfig, Trainer
 
 from test_gradcheck import all_passed
 from test_train import _arrays
@@ -102,7 +102,7 @@ def test_each_variant_reads_its_own_input():
     images = _arrays(n_train=5, n_test=1)["train_images"]
     for variant in VARIANTS:
         config = TrainConfig(variant=variant, loss="map" if variant == "paper" else "ce")
-        x = model_input(images, config)
+        x = mnist.scale_bytes(config.input_bytes(images))
         assert x.shape == (5,) + lenet5(variant).input_shape, variant
         assert x.min() >= mnist.BACKGROUND - 1e-6 and x.max() <= mnist.FOREGROUND + 1e-6
     assert INPUT_LAYOUTS["lenet1"] == "shrink" and INPUT_LAYOUTS["lenet4"] == "pad"
@@ -159,7 +159,7 @@ def test_deskew_flag_reaches_the_training_data():
 def test_loss_falls_in_a_few_steps(variant):
     arrays = _arrays(n_train=32, n_test=1)
     config = TrainConfig(variant=variant, loss="ce", optimizer="sgd")
-    x, y = model_input(arrays["train_images"], config), arrays["train_labels"].astype(np.int64)
+    x, y = mnist.scale_bytes(config.input_bytes(arrays["train_images"])), arrays["train_labels"].astype(np.int64)
     model, optimizer = lenet5(variant, backend="numpy"), SGD(lr=0.1, momentum=0.9)
     history = []
     for _ in range(40):

@@ -7,7 +7,7 @@ compiler under names of minilenet's own, ``minilenet_sgemm`` and
 ``minilenet_dgemm``. A kernel compiled with Numba then calls ``gemm(a, b, c)``
 like any other function, and the product runs inside the kernel, without the
 GIL: a thread's whole share of a convolution is one call from Python
-(``numba_jit._conv_forward_span``), where a loop of NumPy calls took the GIL
+(``compiled.conv_forward_span``), where a loop of NumPy calls took the GIL
 back between every two of them.
 
 NumPy's wheels bring OpenBLAS built with 64-bit integers, whose functions are

@@ -1,22 +1,17 @@
-"""Numba twins of ``numpy_ref``: same names, same signatures, same results.
+"""Numba twins of ``numpy_ref``: same names, same signatures, same results to rounding.
 
-The end of the file adds one Numba-only kernel, the paper network's whole
-training step (``paper_step``), whose reference is the layer graph
-(see ``minilenet.fused``). It lives here, beside the kernels it calls,
-because Numba's on-disk cache is invalidated per source file: a kernel edit
-must also recompile the step that inlines it.
-
-Loops are ordered so that the innermost one runs along a contiguous row.
-Reductions may be reassociated by the compiler (so they vectorise): results
-then match NumPy to rounding (1e-12 relative in float64), and every run of
-the same code gives the same bits.
+Each twin checks nothing (the layers did), allocates its outputs and runs a
+compiled body of ``compiled`` (where every compiled function lives, for Numba's
+cache): on the calling thread for small batches, or a span of samples per thread.
+``im2col``, ``col2im``, the squashing function and the losses are compiled
+functions themselves (``.py_func`` is their Python source).
 
 Small batches (fewer than ``PARALLEL_MIN`` samples: the recipe's single
 samples, and the fused step) run the per-sample loops on the calling thread.
 Larger batches compute each convolution and dense layer as matrix products in
 the BLAS that NumPy links (OpenBLAS for NumPy's wheels), called from compiled
 code (``blas.gemm``): a convolution is one product per sample over "shifted
-rows", a cache-friendly im2col (see ``_shifted_rows``); C3 uses its weights
+rows", a cache-friendly im2col (``compiled.shifted_rows``); C3 uses its weights
 scattered into a dense, zero-filled weight. The work is spread over threads
 (``threads.in_threads``), each span of samples one compiled call that releases
 the GIL (``nogil``), with BLAS held to one thread per product. Determinism
@@ -24,29 +19,14 @@ holds: each span writes its own samples' outputs; a weight gradient is summed
 from per-sample (convolutions) or per-block (subsampling) partials, or computed
 by one product (dense layers), always in a fixed order, so the result depends on
 the batch size, never on the number of threads or their timing.
-
-Set ``NUMBA_DISABLE_JIT=1`` to run these bodies as plain Python (slow, but
-steppable in a debugger).
 """
 import functools
-import math
 
 import numpy as np
-from numba import njit
 
-from ..activations import A, S
-from . import PARALLEL_MIN, PARALLEL_MIN_LIGHT
+from . import PARALLEL_MIN, PARALLEL_MIN_LIGHT, compiled
 from .numpy_ref import table_to_dense
-from .blas import gemm
-from .threads import in_threads as _in_threads
-
-#: The one place the compiler options are chosen. ``cache=True`` stores the
-#: machine code on disk (``NUMBA_CACHE_DIR`` to move it), so a new process
-#: skips compilation. Of the fast-math flags only reassociation and fused
-#: multiply-add are allowed: NaN and infinity keep their IEEE meaning, so the
-#: trainer's NaN guard still sees them. ``nogil`` lets threads run kernels at once.
-OPTIONS = dict(cache=True, fastmath={"reassoc", "contract"}, nogil=True)
-jit = njit(**OPTIONS)
+from .threads import in_threads
 
 #: Samples per block: per partial sum of a gradient and per BLAS product of a dense
 #: layer (fixed, so results do not depend on the threads).
@@ -65,273 +45,8 @@ def _blocks(N):
     return blocks, (N + blocks - 1) // blocks
 
 
-@jit
-def im2col(x, kh, kw, stride=1):
-    """Numba version of ``numpy_ref.im2col``."""
-    N, C, H, W = x.shape
-    OH, OW = (H - kh) // stride + 1, (W - kw) // stride + 1
-    cols = np.empty((N, C, kh, kw, OH, OW), dtype=x.dtype)
-    # BEGIN SOLUTION im2col
-    for n in range(N):
-        for c in range(C):
-            for i in range(kh):
-                for j in range(kw):
-                    for p in range(OH):
-                        for q in range(OW):
-                            cols[n, c, i, j, p, q] = x[n, c, p * stride + i, q * stride + j]
-    # END SOLUTION
-    return cols
-
-
-@jit
-def col2im(cols, x_shape, stride=1):
-    """Numba version of ``numpy_ref.col2im`` (sums overlapping windows)."""
-    N, C, kh, kw, OH, OW = cols.shape
-    x = np.zeros(x_shape, dtype=cols.dtype)
-    # BEGIN SOLUTION col2im
-    for n in range(N):
-        for c in range(C):
-            for i in range(kh):
-                for j in range(kw):
-                    for p in range(OH):
-                        for q in range(OW):
-                            x[n, c, p * stride + i, q * stride + j] += cols[n, c, i, j, p, q]
-    # END SOLUTION
-    return x
-
-
-@jit
-def _copy(dst, src):
-    """dst[...] = src for C-contiguous arrays of one size, as a loop (Numba's
-    array assignment brings shape checks whose messages take seconds to compile)."""
-    d, s = dst.reshape(-1), src.reshape(-1)
-    for i in range(d.size):
-        d[i] = s[i]
-
-
-@jit
-def _table_forward_one(x, w, b, out_idx, in_idx, y):
-    """One sample: x (C, H, W) -> y (F, OH, OW), written in place."""
-    C, H, W = x.shape
-    K, KH, KW = w.shape
-    F = b.shape[0]
-    T, P = KH * KW, y.shape[1] * y.shape[2]
-    yf, wf = y.reshape(F, P), w.reshape(K, T)
-    # BEGIN SOLUTION conv.forward c3.forward
-    for f in range(F):
-        for s in range(P):
-            yf[f, s] = b[f]
-    if P == 1:                                       # C5: one dot product per connection
-        xf = x.reshape(C, T)
-        for k in range(K):
-            acc = yf[out_idx[k], 0]
-            for t in range(T):
-                acc += wf[k, t] * xf[in_idx[k], t]
-            yf[out_idx[k], 0] = acc
-        return
-    # im2col's (1, C, KH, KW, OH, OW) is (C, T, P): long contiguous rows of P.
-    cols = im2col(x.reshape(1, C, H, W), KH, KW, 1).reshape(C, T, P)
-    for k in range(K):
-        f, c = out_idx[k], in_idx[k]
-        for t in range(T):
-            wv = wf[k, t]
-            for s in range(P):
-                yf[f, s] += wv * cols[c, t, s]
-    # END SOLUTION
-
-
-@jit
-def _table_backward_block(x, w, dy, out_idx, in_idx, dx, dw, db):
-    """Samples x (n, C, H, W): dx (n, C, H, W) written per sample, and the block's
-    weight and bias gradient sums written into dw (K, KH, KW) and db (F,). Pass a dx
-    with no samples, (0, C, H, W), when the input gradient is not needed (C1)."""
-    N, C, H, W = x.shape
-    need_dx = dx.shape[0] > 0
-    K, KH, KW = w.shape
-    F = dy.shape[1]
-    T, P = KH * KW, dy.shape[2] * dy.shape[3]
-    wf, dwf = w.reshape(K, T), dw.reshape(K, T)
-    dwf[...] = 0
-    db[...] = 0
-    # BEGIN SOLUTION conv.backward c3.backward
-    for n in range(N):
-        dyf = dy[n].reshape(F, P)
-        for f in range(F):
-            acc = db[f]
-            for s in range(P):
-                acc += dyf[f, s]
-            db[f] = acc
-        if P == 1:                                   # C5: one axpy per connection
-            xf = x[n].reshape(C, T)
-            dxf = dx[n:n + 1].reshape(-1, T)         # (C, T); (0, T) when dx is skipped
-            if need_dx:
-                dxf[...] = 0
-            for k in range(K):
-                g, c = dyf[out_idx[k], 0], in_idx[k]
-                for t in range(T):
-                    dwf[k, t] += g * xf[c, t]
-                if need_dx:
-                    for t in range(T):
-                        dxf[c, t] += g * wf[k, t]
-            continue
-        cols = im2col(x[n:n + 1], KH, KW, 1).reshape(C, T, P)
-        for k in range(K):
-            f, c = out_idx[k], in_idx[k]
-            for t in range(T):
-                acc = dwf[k, t]
-                for s in range(P):
-                    acc += dyf[f, s] * cols[c, t, s]
-                dwf[k, t] = acc
-        if need_dx:
-            dcols = np.zeros((C, T, P), dtype=x.dtype)
-            for k in range(K):
-                f, c = out_idx[k], in_idx[k]
-                for t in range(T):
-                    wv = wf[k, t]
-                    for s in range(P):
-                        dcols[c, t, s] += wv * dyf[f, s]
-            _copy(dx[n], col2im(dcols.reshape(1, C, KH, KW, H - KH + 1, W - KW + 1),
-                                (1, C, H, W), 1))
-    # END SOLUTION
-
-
-@jit
-def _table_forward_samples(x, w, b, out_idx, in_idx, y):
-    """Samples x (n, C, H, W) one after another into y (n, F, OH, OW)."""
-    for n in range(x.shape[0]):
-        _table_forward_one(x[n], w, b, out_idx, in_idx, y[n])
-
-
-@jit
-def _sum_blocks(parts):
-    """parts (B, ...) summed over B in block order (a fixed, thread-free order)."""
-    out = parts[0].copy()
-    flat_out = out.reshape(-1)
-    for blk in range(1, parts.shape[0]):
-        flat = parts[blk].reshape(-1)
-        for i in range(flat.size):
-            flat_out[i] += flat[i]
-    return out
-
-
-# ------------------------------------- batches: convolution as matrix products
-# For a batch of PARALLEL_MIN samples or more, each sample's convolution is one
-# matrix product, computed by the BLAS NumPy links (one BLAS thread per call,
-# several calls at once in the threads). The product's input is im2col in a
-# "shifted rows" layout: with the image flattened (C, H*W), tap (i, j) of map c
-# reads the row from i*W + j on, so each column of the matrix is one contiguous
-# slice of the image. Sliding over the flattened image also produces KW - 1
-# outputs at the end of every output row that wrap around into the next image
-# row: the products compute them (L = (OH-1)*W + OW columns instead of OH*OW)
-# and ``_crop_rows`` drops them. A last row of ones carries the bias.
-
-@jit
-def _shifted_rows(x, kh, kw, rows):
-    """x (n, C, H, W) -> rows (n, C*KH*KW + 1, L): rows[n, (c, i, j), s] is
-    x[n, c] flattened, at i*W + j + s; the last row is ones."""
-    N, C, H, W = x.shape
-    L = rows.shape[2]
-    # BEGIN SOLUTION im2col
-    for n in range(N):
-        for c in range(C):
-            image = x[n, c].reshape(-1)
-            for i in range(kh):
-                for j in range(kw):
-                    src, dst = image[i * W + j:i * W + j + L], rows[n, (c * kh + i) * kw + j]
-                    for s in range(L):
-                        dst[s] = src[s]
-        ones = rows[n, rows.shape[1] - 1]
-        for s in range(L):
-            ones[s] = 1
-    # END SOLUTION
-
-
-@jit
-def _crop_rows(wide, W, y):
-    """wide (n, F, L) -> y (n, F, OH, OW): output row p is wide[n, f, p*W:p*W + OW]."""
-    N, F, OH, OW = y.shape
-    for n in range(N):
-        for f in range(F):
-            for p in range(OH):
-                src, dst = wide[n, f, p * W:p * W + OW], y[n, f, p]
-                for q in range(OW):
-                    dst[q] = src[q]
-
-
-@jit
-def _pad_rows(dy, W, wide):
-    """dy (n, F, OH, OW) -> wide (n, F, L), zero at the wrapped-around positions (so
-    they add nothing to a gradient)."""
-    N, F, OH, OW = dy.shape
-    L = wide.shape[2]
-    for n in range(N):
-        for f in range(F):
-            row = wide[n, f]
-            for s in range(L):
-                row[s] = 0
-            for p in range(OH):
-                src, dst = dy[n, f, p], row[p * W:p * W + OW]
-                for q in range(OW):
-                    dst[q] = src[q]
-
-
-@jit
-def _add_shifted_rows(drows, kh, kw, dx):
-    """Adjoint of ``_shifted_rows`` (without the ones): drows (n, C*KH*KW, L) ->
-    dx (n, C, H, W), each entry added back where it was read from."""
-    N, C, H, W = dx.shape
-    L = drows.shape[2]
-    # BEGIN SOLUTION col2im
-    for n in range(N):
-        for c in range(C):
-            image = dx[n, c].reshape(-1)
-            for s in range(H * W):
-                image[s] = 0
-            for i in range(kh):
-                for j in range(kw):
-                    src, dst = drows[n, (c * kh + i) * kw + j], image[i * W + j:i * W + j + L]
-                    for s in range(L):
-                        dst[s] += src[s]
-    # END SOLUTION
-
-
-@jit
-def _wide_length(H, W, KH, KW):
-    """L, the columns of shifted rows: OH output rows of W, less the last row's KW - 1."""
-    return (H - KH) * W + W - KW + 1
-
-
-@jit
-def _conv_forward_span(x, wb, KH, KW, y, lo, hi):
-    """Samples lo..hi-1, one at a time: y[n] = wb @ rows[n], one compiled call for the span."""
-    W, L = x.shape[3], _wide_length(x.shape[2], x.shape[3], KH, KW)
-    rows = np.empty((1, wb.shape[1], L), dtype=x.dtype)
-    wide = np.empty((1, wb.shape[0], L), dtype=x.dtype)
-    # BEGIN SOLUTION conv.forward c3.forward
-    for n in range(lo, hi):
-        _shifted_rows(x[n:n + 1], KH, KW, rows)
-        gemm(wb, rows[0], wide[0])
-        _crop_rows(wide, W, y[n:n + 1])
-    # END SOLUTION
-
-
-@jit
-def _conv_backward_span(x, w2, dy, KH, KW, dx, dwb, lo, hi):
-    """Samples lo..hi-1, one at a time: each sample's (weight | bias) gradient
-    transposed into dwb[n] (C*KH*KW + 1, F), and dx unless it has no samples."""
-    F, W, L = w2.shape[0], x.shape[3], _wide_length(x.shape[2], x.shape[3], KH, KW)
-    rows = np.empty((1, w2.shape[1] + 1, L), dtype=x.dtype)
-    wide = np.empty((1, F, L), dtype=x.dtype)
-    drows = np.empty((1, w2.shape[1], L), dtype=x.dtype)
-    # BEGIN SOLUTION conv.backward c3.backward
-    for n in range(lo, hi):
-        _shifted_rows(x[n:n + 1], KH, KW, rows)
-        _pad_rows(dy[n:n + 1], W, wide)
-        gemm(rows[0], wide[0], dwb[n], trans_b=True)
-        if dx.shape[0]:
-            gemm(w2, wide[0], drows[0], trans_a=True)
-            _add_shifted_rows(drows, KH, KW, dx[n:n + 1])
-    # END SOLUTION
+# ---------------------------------------------------------- convolutions
+im2col, col2im = compiled.im2col, compiled.col2im
 
 
 def _conv_batch_forward(x, w2, b, KH, KW):
@@ -339,8 +54,8 @@ def _conv_batch_forward(x, w2, b, KH, KW):
     N, C, H, W = x.shape
     y = np.empty((N, w2.shape[0], H - KH + 1, W - KW + 1), dtype=x.dtype)
     wb = np.concatenate([w2, b[:, None]], axis=1)
-    _in_threads(_conv_forward_span, N, lambda lo, hi: (x, wb, KH, KW, y, lo, hi), N, blas=True,
-                piece=CONV_PIECE)
+    in_threads(compiled.conv_forward_span, N, lambda lo, hi: (x, wb, KH, KW, y, lo, hi), N,
+               blas=True, piece=CONV_PIECE)
     return y
 
 
@@ -356,9 +71,9 @@ def _conv_batch_backward(x, w2, dy, KH, KW, need_dx):
     N, w2 = x.shape[0], np.ascontiguousarray(w2)                   # as the products need
     dx = _dx_buffer(x, need_dx)
     dwb = np.empty((N, w2.shape[1] + 1, w2.shape[0]), dtype=x.dtype)
-    _in_threads(_conv_backward_span, N, lambda lo, hi: (x, w2, dy, KH, KW, dx, dwb, lo, hi),
-                N, blas=True, piece=CONV_PIECE)
-    total = _sum_blocks(dwb)
+    in_threads(compiled.conv_backward_span, N, lambda lo, hi: (x, w2, dy, KH, KW, dx, dwb, lo, hi),
+               N, blas=True, piece=CONV_PIECE)
+    total = compiled.sum_blocks(dwb)
     return (dx if need_dx else None), np.ascontiguousarray(total[:-1].T), total[-1].copy()
 
 
@@ -371,7 +86,7 @@ def table_conv2d_forward(x, w, b, out_idx, in_idx):
         dense = table_to_dense(w, out_idx, in_idx, b.shape[0], C)
         return _conv_batch_forward(x, dense.reshape(b.shape[0], -1), b, KH, KW)
     y = np.empty((N, b.shape[0], H - KH + 1, W - KW + 1), dtype=x.dtype)
-    _table_forward_samples(x, w, b, out_idx, in_idx, y)
+    compiled.table_forward_samples(x, w, b, out_idx, in_idx, y)
     return y
 
 
@@ -386,7 +101,7 @@ def table_conv2d_backward(x, w, dy, out_idx, in_idx, need_dx=True):
         return dx, dw2.reshape(F, C, KH, KW)[out_idx, in_idx], db
     dx = _dx_buffer(x, need_dx)
     dw, db = np.empty_like(w), np.empty(F, dtype=x.dtype)
-    _table_backward_block(x, w, dy, out_idx, in_idx, dx, dw, db)
+    compiled.table_backward_block(x, w, dy, out_idx, in_idx, dx, dw, db)
     return (dx if need_dx else None), dw, db
 
 
@@ -428,73 +143,15 @@ def conv2d_backward(x, w, dy, need_dx=True):
     return dx, dw2.reshape(w.shape), db
 
 
-@jit
-def _subsample_forward_samples(x, coef, bias, scale, y):
-    """Samples x (n, C, H, W) one after another into y (n, C, H/2, W/2)."""
-    N, C, H, W = x.shape
-    OH, OW = H // 2, W // 2
-    # BEGIN SOLUTION subsampling.forward
-    for n in range(N):
-        for c in range(C):
-            g = coef[c] * scale
-            for p in range(OH):
-                top, bottom = x[n, c, 2 * p], x[n, c, 2 * p + 1]
-                for q in range(OW):
-                    s = top[2 * q] + top[2 * q + 1] + bottom[2 * q] + bottom[2 * q + 1]
-                    y[n, c, p, q] = g * s + bias[c]
-    # END SOLUTION
-
-
+# -------------------------------------------------------- subsampling
 def subsample_forward(x, coef, bias, scale):
     """Numba version of ``numpy_ref.subsample_forward``."""
     N, C, H, W = x.shape
     y = np.empty((N, C, H // 2, W // 2), dtype=x.dtype)
-    _in_threads(_subsample_forward_samples, N,
-                lambda lo, hi: (x[lo:hi], coef, bias, scale, y[lo:hi]), N,
-                min_batch=PARALLEL_MIN_LIGHT)
+    in_threads(compiled.subsample_forward_samples, N,
+               lambda lo, hi: (x[lo:hi], coef, bias, scale, y[lo:hi]), N,
+               min_batch=PARALLEL_MIN_LIGHT)
     return y
-
-
-@jit
-def _subsample_backward_block(x, coef, dy, scale, dx, dcoef, dbias):
-    """Samples x (n, C, H, W): dx per sample, and the block's coefficient and bias
-    gradient sums written into dcoef (C,) and dbias (C,)."""
-    N, C, H, W = x.shape
-    OH, OW = H // 2, W // 2
-    dcoef[...] = 0
-    dbias[...] = 0
-    # BEGIN SOLUTION subsampling.backward
-    for c in range(C):
-        g = coef[c] * scale
-        acc_coef, acc_bias = dcoef[c], dbias[c]          # zeros of x's dtype
-        for n in range(N):
-            for p in range(OH):
-                top, bottom = x[n, c, 2 * p], x[n, c, 2 * p + 1]
-                dtop, dbottom = dx[n, c, 2 * p], dx[n, c, 2 * p + 1]
-                for q in range(OW):
-                    d = dy[n, c, p, q]
-                    s = top[2 * q] + top[2 * q + 1] + bottom[2 * q] + bottom[2 * q + 1]
-                    acc_coef += d * s
-                    acc_bias += d
-                    gd = g * d
-                    dtop[2 * q] = gd
-                    dtop[2 * q + 1] = gd
-                    dbottom[2 * q] = gd
-                    dbottom[2 * q + 1] = gd
-        dcoef[c] = scale * acc_coef
-        dbias[c] = acc_bias
-    # END SOLUTION
-
-
-@jit
-def _subsample_backward_blocks(x, coef, dy, scale, size, dx, dcoef_parts, dbias_parts,
-                               first, last):
-    """Blocks first..last-1 of ``size`` samples: their dx, and each block's partial
-    coefficient and bias gradients in dcoef_parts[block], dbias_parts[block]."""
-    for blk in range(first, last):
-        lo, hi = blk * size, min(x.shape[0], (blk + 1) * size)
-        _subsample_backward_block(x[lo:hi], coef, dy[lo:hi], scale, dx[lo:hi],
-                                  dcoef_parts[blk], dbias_parts[blk])
 
 
 def subsample_backward(x, coef, dy, scale):
@@ -503,206 +160,50 @@ def subsample_backward(x, coef, dy, scale):
     dx = np.empty_like(x)
     dcoef_parts = np.empty((blocks, x.shape[1]), dtype=x.dtype)
     dbias_parts = np.empty((blocks, x.shape[1]), dtype=x.dtype)
-    _in_threads(_subsample_backward_blocks, blocks, lambda first, last: (
+    in_threads(compiled.subsample_backward_blocks, blocks, lambda first, last: (
         x, coef, dy, scale, size, dx, dcoef_parts, dbias_parts, first, last), x.shape[0],
         min_batch=PARALLEL_MIN_LIGHT)
-    return dx, _sum_blocks(dcoef_parts), _sum_blocks(dbias_parts)
+    return dx, compiled.sum_blocks(dcoef_parts), compiled.sum_blocks(dbias_parts)
 
 
-# ---------------------------------------------------------- max-pooling
-@jit
-def _window_max(plane, r, s, k):
-    """(the first maximum of plane[r:r+k, s:s+k] in row-major order, its place
-    i*k + j): argmax's rule, so of tied maxima the first wins and a NaN wins."""
-    # BEGIN SOLUTION maxpool
-    best, at, nan = plane[r, s], 0, False
-    for i in range(k):
-        for j in range(k):                                   # along a row of x
-            v = plane[r + i, s + j]
-            nan |= v != v
-            if v > best:                                     # strict: ties keep the first
-                best, at = v, i * k + j
-    if nan:                                                  # rare: the first NaN
-        for t in range(k * k):
-            v = plane[r + t // k, s + t % k]
-            if v != v:
-                return v, t
-    # END SOLUTION
-    return best, at
-
-
-@jit
-def _maxpool2_row(x2, r, y2, winner2, p):
-    """One row of 2 x 2 windows at stride 2, over rows r and r + 1 of x2 (rows, W)
-    into row p of y2 and winner2 (rows, OW), without a branch (each comparison
-    selects), so the compiler vectorises it. Returns False if a window's sum is
-    NaN (it held a NaN, or both infinities): the caller then redoes the row with
-    ``_window_max``, which knows argmax's NaN rule."""
-    usual = True
-    # BEGIN SOLUTION maxpool
-    for q in range(y2.shape[1]):
-        a, b = x2[r, 2 * q], x2[r, 2 * q + 1]
-        c, d = x2[r + 1, 2 * q], x2[r + 1, 2 * q + 1]
-        best, at = a, 0
-        at = 1 if b > best else at
-        best = b if b > best else best
-        at = 2 if c > best else at
-        best = c if c > best else best
-        at = 3 if d > best else at
-        best = d if d > best else best
-        total = a + b + c + d
-        usual &= total == total
-        y2[p, q], winner2[p, q] = best, at
-    # END SOLUTION
-    return usual
-
-
-@jit
-def _maxpool_forward_samples(x, k, stride, y, winner):
-    """Samples x (n, C, H, W) into y and winner (n, C, OH, OW), written in place."""
-    N, C, H, W = x.shape
-    OH, OW = y.shape[2], y.shape[3]
-    x2, y2, winner2 = x.reshape(-1, W), y.reshape(-1, OW), winner.reshape(-1, OW)
-    # BEGIN SOLUTION maxpool
-    for n in range(N):
-        for c in range(C):
-            for p in range(OH):
-                r = p * stride
-                if k == 2 and stride == 2 and _maxpool2_row(
-                        x2, (n * C + c) * H + r, y2, winner2, (n * C + c) * OH + p):
-                    continue                                 # the common case, vectorised
-                for q in range(OW):
-                    y[n, c, p, q], winner[n, c, p, q] = _window_max(x[n, c], r, q * stride, k)
-    # END SOLUTION
-
-
+# -------------------------------------------------------- max-pooling
 def maxpool_forward(x, k, stride):
     """Numba version of ``numpy_ref.maxpool_forward``."""
     N, C, H, W = x.shape
     shape = (N, C, (H - k) // stride + 1, (W - k) // stride + 1)
     y = np.empty(shape, dtype=x.dtype)
     winner = np.empty(shape, dtype=np.int64)
-    _in_threads(_maxpool_forward_samples, N,
-                lambda lo, hi: (x[lo:hi], k, stride, y[lo:hi], winner[lo:hi]), N,
-                min_batch=PARALLEL_MIN_LIGHT)
+    in_threads(compiled.maxpool_forward_samples, N,
+               lambda lo, hi: (x[lo:hi], k, stride, y[lo:hi], winner[lo:hi]), N,
+               min_batch=PARALLEL_MIN_LIGHT)
     return y, winner
-
-
-@jit
-def _maxpool_backward_samples(dy, winner, k, stride, dx):
-    """Samples dy, winner (n, C, OH, OW) into dx (n, C, H, W): each dy added at its
-    window's winner (so overlapping windows sum), zero elsewhere."""
-    N, C, OH, OW = dy.shape
-    dx[...] = 0
-    # BEGIN SOLUTION maxpool
-    for n in range(N):
-        for c in range(C):
-            for p in range(OH):
-                for q in range(OW):
-                    at = winner[n, c, p, q]
-                    if k == 2:                               # the common case: no division
-                        i, j = at >> 1, at & 1               # by a variable (slow)
-                    else:
-                        i, j = at // k, at % k
-                    dx[n, c, p * stride + i, q * stride + j] += dy[n, c, p, q]
-    # END SOLUTION
 
 
 def maxpool_backward(dy, winner, x_shape, k, stride):
     """Numba version of ``numpy_ref.maxpool_backward``: each sample's dx is written
     by one thread only, so the sums do not depend on the threads."""
     dx = np.empty(x_shape, dtype=dy.dtype)
-    _in_threads(_maxpool_backward_samples, dy.shape[0],
-                lambda lo, hi: (dy[lo:hi], winner[lo:hi], k, stride, dx[lo:hi]), dy.shape[0],
-                min_batch=PARALLEL_MIN_LIGHT)
+    in_threads(compiled.maxpool_backward_samples, dy.shape[0],
+               lambda lo, hi: (dy[lo:hi], winner[lo:hi], k, stride, dx[lo:hi]), dy.shape[0],
+               min_batch=PARALLEL_MIN_LIGHT)
     return dx
 
 
-# ------------------------------------------------------- dense and RBF
-@jit
-def _dense_forward_one(x, w, b, y):
-    """One sample: y = x @ w + b, as axpy loops over contiguous rows of w."""
-    # BEGIN SOLUTION dense.forward
-    for o in range(w.shape[1]):
-        y[o] = b[o]
-    for i in range(x.shape[0]):
-        xi = x[i]
-        for o in range(w.shape[1]):
-            y[o] += xi * w[i, o]
-    # END SOLUTION
-
-
-@jit
-def _dense_forward_samples(x, w, b, y):
-    for n in range(x.shape[0]):
-        _dense_forward_one(x[n], w, b, y[n])
-
-
-@jit
-def _dense_forward_blocks(x, w, b, size, y, first, last):
-    """Blocks first..last-1 of ``size`` samples: y = x @ w + b, one product a block."""
-    # BEGIN SOLUTION dense.forward
-    for blk in range(first, last):
-        lo, hi = blk * size, min(x.shape[0], (blk + 1) * size)
-        gemm(x[lo:hi], w, y[lo:hi])
-        for n in range(lo, hi):
-            for o in range(w.shape[1]):
-                y[n, o] += b[o]
-    # END SOLUTION
-
-
+# ------------------------------------------------------ dense and RBF
 def dense_forward(x, w, b):
     """Numba version of ``numpy_ref.dense_forward``: loops for small batches, one BLAS
     product per fixed block of samples for the others (so a row's result does not
     depend on how the threads split the batch)."""
     y = np.empty((x.shape[0], w.shape[1]), dtype=x.dtype)
     if x.shape[0] < PARALLEL_MIN:
-        _dense_forward_samples(x, w, b, y)
+        compiled.dense_forward_samples(x, w, b, y)
         return y
     blocks, size = _blocks(x.shape[0])
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)         # as the products need
-    _in_threads(_dense_forward_blocks, blocks,
-                lambda first, last: (x, w, b, size, y, first, last), x.shape[0], blas=True,
-                min_batch=PARALLEL_MIN_LIGHT)
+    in_threads(compiled.dense_forward_blocks, blocks,
+               lambda first, last: (x, w, b, size, y, first, last), x.shape[0], blas=True,
+               min_batch=PARALLEL_MIN_LIGHT)
     return y
-
-
-@jit
-def _dense_backward_block(x, w, dy, dx, dw, db):
-    """Samples x (n, D) of a small batch: dx per sample, dw and db sums written in place."""
-    D, M = w.shape
-    dw[...] = 0
-    db[...] = 0
-    # BEGIN SOLUTION dense.backward
-    for n in range(x.shape[0]):
-        for o in range(M):
-            db[o] += dy[n, o]
-        for i in range(D):
-            xi = x[n, i]
-            acc = dw[0, 0] * 0                       # a zero of x's dtype
-            for o in range(M):
-                dw[i, o] += xi * dy[n, o]
-                acc += dy[n, o] * w[i, o]
-            dx[n, i] = acc
-    # END SOLUTION
-
-
-@jit
-def _dense_backward_tasks(x, w, dy, dx, dw, db, first, last):
-    """Tasks first..last-1 of two, each one BLAS product over the whole batch (so the
-    result does not depend on the threads): 0 is dw and db, 1 is dx."""
-    # BEGIN SOLUTION dense.backward
-    for task in range(first, last):
-        if task == 0:
-            gemm(x, dy, dw, trans_a=True)
-            for o in range(dy.shape[1]):
-                db[o] = 0
-            for n in range(dy.shape[0]):
-                for o in range(dy.shape[1]):
-                    db[o] += dy[n, o]
-        else:
-            gemm(dy, w, dx, trans_b=True)
-    # END SOLUTION
 
 
 def dense_backward(x, w, dy):
@@ -710,249 +211,36 @@ def dense_backward(x, w, dy):
     dx, dw = np.empty(x.shape, dtype=x.dtype), np.empty(w.shape, dtype=x.dtype)
     db = np.empty(w.shape[1], dtype=x.dtype)
     if x.shape[0] < PARALLEL_MIN:
-        _dense_backward_block(x, w, dy, dx, dw, db)
+        compiled.dense_backward_block(x, w, dy, dx, dw, db)
     else:
         x, w, dy = (np.ascontiguousarray(a) for a in (x, w, dy))
-        _in_threads(_dense_backward_tasks, 2, lambda first, last: (
+        in_threads(compiled.dense_backward_tasks, 2, lambda first, last: (
             x, w, dy, dx, dw, db, first, last), x.shape[0], blas=True,
             min_batch=PARALLEL_MIN_LIGHT)
     return dx, dw, db
-
-
-@jit
-def _rbf_one(x, centers, y):
-    # BEGIN SOLUTION rbf.forward
-    for k in range(centers.shape[0]):
-        t = x[0] - centers[k, 0]
-        acc = t * t
-        for d in range(1, x.shape[0]):
-            t = x[d] - centers[k, d]
-            acc += t * t
-        y[k] = acc
-    # END SOLUTION
-
-
-@jit
-def _rbf_samples(x, centers, y):
-    for n in range(x.shape[0]):
-        _rbf_one(x[n], centers, y[n])
 
 
 def rbf_forward(x, centers):
     """Numba version of ``numpy_ref.rbf_forward`` (one thread: a batch of 1000 takes
     0.1 ms, less than handing half of it to a second thread costs)."""
     y = np.empty((x.shape[0], centers.shape[0]), dtype=x.dtype)
-    _rbf_samples(x, centers, y)
+    compiled.rbf_samples(x, centers, y)
     return y
-
-
-@jit
-def _rbf_backward_one(x, centers, dy, dx):
-    # BEGIN SOLUTION rbf.backward
-    total = dy[0]
-    for k in range(1, centers.shape[0]):
-        total += dy[k]
-    for d in range(x.shape[0]):
-        dx[d] = total * x[d]
-    for k in range(centers.shape[0]):
-        g = dy[k]
-        for d in range(x.shape[0]):
-            dx[d] -= g * centers[k, d]
-    for d in range(x.shape[0]):
-        dx[d] *= 2
-    # END SOLUTION
-
-
-@jit
-def _rbf_backward_samples(x, centers, dy, dx):
-    for n in range(x.shape[0]):
-        _rbf_backward_one(x[n], centers, dy[n], dx[n])
 
 
 def rbf_backward(x, centers, dy):
     """Numba version of ``numpy_ref.rbf_backward``."""
     dx = np.empty_like(x)
-    _rbf_backward_samples(x, centers, dy, dx)
+    compiled.rbf_backward_samples(x, centers, dy, dx)
     return dx
 
 
-# ------------------------------------------------ fused paper-network step
-@jit
-def _constants(a):
-    """A, S, S/A and A^2 in a's dtype (so float32 work stays float32)."""
-    c = np.empty(4, dtype=a.dtype)
-    c[0], c[1], c[2], c[3] = A, S, S / A, A * A
-    return c
+# ------------------------------------ squashing, the paper's losses, the SDLM update
+scaled_tanh, scaled_tanh_derivative = compiled.scaled_tanh, compiled.scaled_tanh_derivative
+mse_loss, map_loss = compiled.mse_loss, compiled.map_loss
 
 
-#: ln 2 split in two (Cody and Waite): _LN2_HI has 24 significant bits, so k * _LN2_HI
-#: is exact for the |k| < 64 that ``_tanh`` meets, and _LN2_LO carries the rest.
-_LN2 = float(np.log(2.0))
-_LN2_HI = float(np.float32(_LN2))
-_LN2_LO = _LN2 - _LN2_HI
-
-
-@njit(error_model="numpy", **OPTIONS)          # "/" without Python's zero check (a branch)
-def _tanh(z):
-    """tanh(z) in float64 (to a few units in the last place) by arithmetic alone, so
-    that a loop over it vectorises: Numba's own np.tanh calls the C library one
-    value at a time (about 10 ns each here; this is about 1 ns). Its reference is
-    np.tanh (tests/test_fused.py). With m = expm1(-2|z|) = e^(-2|z|) - 1,
-    tanh|z| = -m / (2 + m), and m comes from 2^k (1 + expm1(r)) - 1 with
-    -2|z| = k ln 2 + r, |r| <= ln(2)/2, and expm1(r) by its Taylor series to r^13.
-    NaN stays NaN; +-inf give +-1."""
-    x = abs(z) + 0.0                            # float64 from here on
-    x = 20.0 if x > 20.0 else x                 # tanh(20) is 1 in float64; NaN passes
-    t = -2.0 * x
-    k = np.floor(t * (1.0 / _LN2) + 0.5)       # an integer in [-58, 0]
-    r = (t - k * _LN2_HI) - k * _LN2_LO
-    p = 1.0 / 6227020800.0                      # Horner, from 1/13! down to 1/1!
-    p = 1.0 / 479001600.0 + r * p
-    p = 1.0 / 39916800.0 + r * p
-    p = 1.0 / 3628800.0 + r * p
-    p = 1.0 / 362880.0 + r * p
-    p = 1.0 / 40320.0 + r * p
-    p = 1.0 / 5040.0 + r * p
-    p = 1.0 / 720.0 + r * p
-    p = 1.0 / 120.0 + r * p
-    p = 1.0 / 24.0 + r * p
-    p = 1.0 / 6.0 + r * p
-    p = 0.5 + r * p
-    p = 1.0 + r * p
-    p *= r                                      # expm1(r)
-    scale, m, half = 1.0, -k, 0.5               # scale = 2^k, from the bits of -k
-    for _ in range(6):
-        halved = np.floor(0.5 * m)
-        scale *= half if m > 2.0 * halved else 1.0
-        half *= half
-        m = halved
-    em = scale * p + (scale - 1.0)
-    y = -em / (2.0 + em)
-    return math.copysign(y, z)
-
-
-@jit
-def _squash(a):
-    """ScaledTanh.f, element-wise into a new array of a's dtype."""
-    c = _constants(a)
-    y = np.empty_like(a)
-    af, yf = a.reshape(-1), y.reshape(-1)
-    # BEGIN SOLUTION scaled_tanh
-    for i in range(af.size):
-        yf[i] = c[0] * _tanh(c[1] * af[i])
-    # END SOLUTION
-    return y
-
-
-@jit
-def _squash_backward(y, dy):
-    """dy * ScaledTanh.df(y) = dy (S/A)(A^2 - y^2), element-wise."""
-    c = _constants(y)
-    out = np.empty_like(dy)
-    yf, df, of = y.reshape(-1), dy.reshape(-1), out.reshape(-1)
-    # BEGIN SOLUTION scaled_tanh
-    for i in range(yf.size):
-        of[i] = df[i] * (c[2] * (c[3] - yf[i] * yf[i]))
-    # END SOLUTION
-    return out
-
-
-@jit
-def _paper_loss(y, labels, loss_kind, j):
-    """The paper's loss on RBF penalties y (N, K), as losses.mse_loss (loss_kind 0)
-    or losses.map_loss (1, log-sum-exp over [-j, -y]) compute it: (loss, dloss/dy)."""
-    N, K = y.shape
-    dy = np.zeros_like(y)
-    loss = 0.0
-    # BEGIN SOLUTION mse_loss map_loss
-    for n in range(N):
-        label = labels[n]
-        loss += y[n, label]
-        if loss_kind == 1:
-            m = -j
-            for k in range(K):
-                m = max(m, -y[n, k])
-            total = np.exp(-j - m)
-            for k in range(K):
-                total += np.exp(-y[n, k] - m)
-            lse = m + np.log(total)
-            loss += lse
-            for k in range(K):
-                dy[n, k] = -np.exp(-y[n, k] - lse) / N
-        dy[n, label] += 1.0 / N
-    # END SOLUTION
-    return loss / N, dy
-
-
-@jit
-def _update(p, g, rate):
-    """p -= rate * g, element-wise (the SDLM step with per-parameter rates); 1-d arrays."""
-    # BEGIN SOLUTION sdlm.step
-    for i in range(p.size):
-        p[i] -= rate[i] * g[i]
-    # END SOLUTION
-
-
-@jit
-def paper_step(x, labels, P, G, flat_p, flat_g, flat_rates, pairs, centers, scale2, scale4,
-               loss_kind, j, update):
-    """The paper network's forward, loss and backward, gradients into the arrays G;
-    then, if ``update``, p -= rate * g for every parameter. Returns (loss, penalties).
-
-    x (N, 1, 32, 32); P and G are the 12 parameter and gradient arrays in ``PARAMS``
-    order; ``flat_p``, ``flat_g`` and ``flat_rates`` are 1-d views of them and of
-    their rates (one array type, so one compiled update loop); ``pairs`` holds the
-    (out_idx, in_idx) connection lists of C1, C3 and C5. Samples run one after
-    another, on the same per-sample kernels as the layers (no threads: the
-    recipe's batches hold one sample).
-    """
-    w1, b1, c2, b2, w3, b3, c4, b4, w5, b5, w6, b6 = P
-    out1, in1, out3, in3, out5, in5 = pairs
-    N = x.shape[0]
-    F1, C1, K1, _ = w1.shape
-    F5, C5, K5, _ = w5.shape
-    w1r, w5r = w1.reshape(F1 * C1, K1, K1), w5.reshape(F5 * C5, K5, K5)
-
-    a1 = np.empty((N, F1, x.shape[2] - K1 + 1, x.shape[3] - K1 + 1), dtype=x.dtype)
-    _table_forward_samples(x, w1r, b1, out1, in1, a1)
-    z1 = _squash(a1)
-    s2 = np.empty((N, F1, z1.shape[2] // 2, z1.shape[3] // 2), dtype=x.dtype)
-    _subsample_forward_samples(z1, c2, b2, scale2, s2)
-    z2 = _squash(s2)
-    a3 = np.empty((N, b3.shape[0], z2.shape[2] - w3.shape[1] + 1, z2.shape[3] - w3.shape[2] + 1),
-                  dtype=x.dtype)
-    _table_forward_samples(z2, w3, b3, out3, in3, a3)
-    z3 = _squash(a3)
-    s4 = np.empty((N, a3.shape[1], a3.shape[2] // 2, a3.shape[3] // 2), dtype=x.dtype)
-    _subsample_forward_samples(z3, c4, b4, scale4, s4)
-    z4 = _squash(s4)
-    a5 = np.empty((N, F5, 1, 1), dtype=x.dtype)
-    _table_forward_samples(z4, w5r, b5, out5, in5, a5)
-    z5 = _squash(a5).reshape(N, F5)
-    a6 = np.empty((N, w6.shape[1]), dtype=x.dtype)
-    _dense_forward_samples(z5, w6, b6, a6)
-    z6 = _squash(a6)
-    penalties = np.empty((N, centers.shape[0]), dtype=x.dtype)
-    _rbf_samples(z6, centers, penalties)
-    loss, dpen = _paper_loss(penalties, labels, loss_kind, j)
-
-    dz6 = np.empty_like(z6)
-    _rbf_backward_samples(z6, centers, dpen, dz6)
-    dz5 = np.empty_like(z5)
-    _dense_backward_block(z5, w6, _squash_backward(z6, dz6), dz5, G[10], G[11])
-    dz4 = np.empty_like(z4)
-    _table_backward_block(z4, w5r, _squash_backward(z5, dz5).reshape(N, F5, 1, 1),
-                          out5, in5, dz4, G[8].reshape(w5r.shape), G[9])
-    dz3 = np.empty_like(z3)
-    _subsample_backward_block(z3, c4, _squash_backward(z4, dz4), scale4, dz3, G[6], G[7])
-    dz2 = np.empty_like(z2)
-    _table_backward_block(z2, w3, _squash_backward(z3, dz3), out3, in3, dz2, G[4], G[5])
-    dz1 = np.empty_like(z1)
-    _subsample_backward_block(z1, c2, _squash_backward(z2, dz2), scale2, dz1, G[2], G[3])
-    no_dx = np.empty((0,) + x.shape[1:], dtype=x.dtype)     # C1 needs no input gradient
-    _table_backward_block(x, w1r, _squash_backward(z1, dz1), out1, in1, no_dx,
-                          G[0].reshape(w1r.shape), G[1])
-    if update:
-        for k in range(len(flat_p)):
-            _update(flat_p[k], flat_g[k], flat_rates[k])
-    return loss, penalties
+def sdlm_update(p, g, rates):
+    """Numba version of ``numpy_ref.sdlm_update``: p -= rates * g, in place
+    (C-contiguous arrays of one shape)."""
+    compiled.sdlm_update(p.reshape(-1), g.reshape(-1), rates.reshape(-1))

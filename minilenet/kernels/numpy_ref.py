@@ -1,9 +1,14 @@
 """Reference kernels in plain NumPy: the specification the Numba twins must match.
 
-A kernel is a pure function of arrays and ints: no layers, no validation (the
-layers validate before calling). Outputs have the dtype of the inputs.
+Every unit's math is here: the convolutions, subsampling, pooling, dense and RBF
+layers, and at the end the squashing function, the paper's losses and the SDLM
+update. A kernel is a pure function of arrays and numbers: no layers, no
+validation (the layers, ``losses`` and ``optimizers`` validate before calling).
+Outputs have the dtype of the inputs.
 """
 import numpy as np
+
+from ..paper import A, S
 
 
 # --------------------------------------------------------------- im2col
@@ -293,3 +298,74 @@ def rbf_backward(x, centers, dy):
     dx = 2.0 * (dy.sum(axis=1, keepdims=True) * x - dy @ centers)
     # END SOLUTION
     return dx
+
+
+# ------------------------------------------------------------ squashing
+def scaled_tanh(a):
+    """The squashing function f(a) = A tanh(S a) (eq. 6), element-wise; any shape."""
+    # BEGIN SOLUTION scaled_tanh
+    y = A * np.tanh(S * a)
+    # END SOLUTION
+    return y
+
+
+def scaled_tanh_derivative(y):
+    """f'(a) written in terms of the output y = f(a): (S/A)(A^2 - y^2); any shape."""
+    # BEGIN SOLUTION scaled_tanh
+    d = (S / A) * (A * A - y * y)
+    # END SOLUTION
+    return d
+
+
+# ------------------------------------------------------------ the paper's losses
+def logsumexp_rows(z):
+    """Row-wise log(sum(exp(z))) of (N, K), each row shifted by its own max: (N,)."""
+    m = z.max(axis=1, keepdims=True)
+    return (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def mse_loss(penalties, labels):
+    """The MSE criterion (eq. 8) on RBF penalties (N, K), integer labels (N,):
+    (E = mean_n y[n, D_n], dE/dy (N, K) = onehot(D) / N)."""
+    N = penalties.shape[0]
+    rows = np.arange(N)
+    # BEGIN SOLUTION mse_loss
+    loss = penalties[rows, labels].mean()
+    grad = np.zeros_like(penalties)
+    grad[rows, labels] = 1.0 / N
+    # END SOLUTION
+    return loss, grad
+
+
+def map_loss(penalties, labels, j=0.1):
+    """The MAP criterion (eq. 9), E = mean_n [y_D + log(exp(-j) + sum_k exp(-y_k))],
+    with a log-sum-exp over [-j, -y]: (E, dE/dy (N, K) = (onehot(D) - q) / N), q the
+    softmax of [-j, -y] without its first entry."""
+    N = penalties.shape[0]
+    rows = np.arange(N)
+    # BEGIN SOLUTION map_loss
+    z = np.concatenate([np.full((N, 1), -j, dtype=penalties.dtype), -penalties], axis=1)
+    lse = logsumexp_rows(z)
+    loss = (penalties[rows, labels] + lse).mean()
+    q = np.exp(z[:, 1:] - lse[:, None])
+    grad = -q
+    grad[rows, labels] += 1.0
+    grad /= N
+    # END SOLUTION
+    return loss, grad.astype(penalties.dtype)
+
+
+# ------------------------------------------------------------ the SDLM update
+def sdlm_rates(eta, mu, h, dtype):
+    """SDLM's step sizes eta / (mu + h_kk) (Appendix C), element-wise, in ``dtype``."""
+    # BEGIN SOLUTION sdlm.step
+    rates = (eta / (mu + h)).astype(dtype)
+    # END SOLUTION
+    return rates
+
+
+def sdlm_update(p, g, rates):
+    """One SDLM step, in place: p -= rates * g (three arrays of one shape)."""
+    # BEGIN SOLUTION sdlm.step
+    p -= rates * g
+    # END SOLUTION

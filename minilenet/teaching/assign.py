@@ -16,8 +16,9 @@ from pathlib import Path
 from ..errors import UserError
 from .units import MARKED_FILES, UNITS, find_regions, notebook_path, withhold
 
-#: The marked file of the Numba twins and the fused step: never the student's to write.
-NUMBA_FILE = "kernels/numba_jit.py"
+#: The marked file of the compiled bodies of the Numba twins and of the fused step:
+#: never the student's to write.
+NUMBA_FILE = "kernels/compiled.py"
 #: What a student copy holds, relative to the checkout.
 CONTENTS = ("minilenet", "tests", "notebooks", "docs", "benchmarks", "setup.cfg",
             "pyproject.toml")

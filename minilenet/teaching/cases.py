@@ -136,5 +136,5 @@ SMALL_TABLE = np.array([[1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 1, 0]], dtype=bool)
 
 
 def c3_table():
-    from ..table_conv import C3_TABLE
+    from ..paper import C3_TABLE
     return C3_TABLE

@@ -23,7 +23,7 @@ NEAR_MISS = re.compile(r"^\s*#\s*(BEGIN|END)\b|SOLUTION")
 #: Files (relative to the package) that may hold solution regions.
 MARKED_FILES = ("activations.py", "conv.py", "dense.py", "losses.py", "mnist.py",
                 "optimizers.py", "pooling.py", "subsampling.py", "kernels/numpy_ref.py",
-                "kernels/numba_jit.py")
+                "kernels/compiled.py")
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,7 @@ UNITS = {u.name: u for u in (
          "02_subsampling_squashing", 5, (
              Case("(3, 5)", lambda r: cases.squashing(r, (3, 5))),
              Case("large inputs", lambda r: cases.squashing(r, (2, 3, 4, 4), 6.0), True)),
+         kernels=("scaled_tanh", "scaled_tanh_derivative"),
          gradient=Gradient("scaled_tanh", "y", {"dx": "x"})),
     Unit("c3.forward", "C3: convolution restricted to the connection table", "03_c3_table", 5, (
         Case("small table", lambda r: cases.table(r, 2, cases.SMALL_TABLE, 5, 6, 3)),
@@ -138,11 +139,11 @@ UNITS = {u.name: u for u in (
     Unit("mse_loss", "the paper's MSE criterion (eq. 8) and its gradient", "04_rbf_output", 3, (
         Case("penalties", lambda r: cases.penalties(r, 4, 10, 200)),
         Case("batch 7, 3 classes", lambda r: cases.penalties(r, 7, 3, 50), True)),
-        gradient=Gradient("mse_loss", "loss", {"grad": "scores"}, weight=None)),
+        kernels=("mse_loss",), gradient=Gradient("mse_loss", "loss", {"grad": "scores"}, weight=None)),
     Unit("map_loss", "the paper's MAP criterion (eq. 9), with log-sum-exp", "04_rbf_output", 7, (
         Case("small penalties", lambda r: cases.penalties(r, 4, 10, 5)),
         Case("penalties in the thousands", lambda r: cases.penalties(r, 5, 10, 3000), True)),
-        gradient=Gradient("map_loss", "loss", {"grad": "scores"}, weight=None)),
+        kernels=("map_loss",), gradient=Gradient("map_loss", "loss", {"grad": "scores"}, weight=None)),
     Unit("dense.forward", "fully connected layer y = x w + b", "05_gradient_checking", 3, (
         Case("5 -> 4", lambda r: cases.dense(r, 3, 5, 4)),
         Case("batch 8, 9 -> 2", lambda r: cases.dense(r, 8, 9, 2), True)),
@@ -160,7 +161,8 @@ UNITS = {u.name: u for u in (
     Unit("sdlm.step", "SDLM's per-parameter rates eta / (mu + h) and the update",
          "06_training_sdlm", 3, (
              Case("mu 0.02", lambda r: cases.sdlm_step(r, 0.02, 5e-4)),
-             Case("mu 0.5", lambda r: cases.sdlm_step(r, 0.5, 1e-4), True))),
+             Case("mu 0.5", lambda r: cases.sdlm_step(r, 0.5, 1e-4), True)),
+         kernels=("sdlm_rates", "sdlm_update")),
     Unit("preprocess", "the paper's input scaling: background -0.1, ink 1.175", "00_tour", 2, (
         Case("bytes", lambda r: cases.images(r, 3)),
         Case("0 and 255", cases.extremes, True))),
