@@ -8,7 +8,7 @@ import inspect
 
 import numpy as np
 
-from .kernels import numpy_ref
+from . import config, kernels
 from .kernels.threads import get_threads, in_threads
 from .layer import Layer
 
@@ -109,13 +109,28 @@ class ScaledTanh(Activation):
     """The paper's squashing function f(a) = 1.7159 tanh(2a/3) (``numpy_ref.scaled_tanh``).
 
     f(+-1) = +-1 (to 3e-6), f'(0) = A*S = 1.1439; f'(a) = (S/A) (A^2 - f(a)^2).
+    ``backend`` chooses the kernels: ``numpy_ref``'s make new arrays, the Numba
+    backend's compute the same values in the layer's own array (no temporaries).
     """
 
-    def f(self, x):
-        return np.asarray(numpy_ref.scaled_tanh(x))          # 0-d, not a scalar, for 0-d x
+    def __init__(self, dtype=None, backend=None):
+        super().__init__(dtype)
+        self.backend = backend and config.check_backend(backend)
 
-    def df(self, y):
-        return np.asarray(numpy_ref.scaled_tanh_derivative(y))
+    def f(self, x, out=None):
+        return _kernel(self.backend, "scaled_tanh", x, out)
+
+    def df(self, y, out=None):
+        return _kernel(self.backend, "scaled_tanh_derivative", y, out)
+
+
+def _kernel(backend, name, a, out):
+    """The backend's kernel ``name`` of ``a``: written into ``out`` when it takes one,
+    else a new array (which the layer copies); 0-d, not a scalar, for 0-d ``a``."""
+    function = getattr(kernels.get(backend), name)
+    if out is not None and _takes_out(function):
+        return function(a, out=out)
+    return np.asarray(function(a))
 
 
 class Tanh(Activation):

@@ -73,18 +73,19 @@ def lenet5(variant="paper", *, seed=0, subsampling="sum", count_bias=False,
         ]
         return Sequential(layers, INPUT_SHAPE)
     init = FanInUniform(count_bias=count_bias, bias=bias_init)
+    tanh = lambda: ScaledTanh(dtype, backend=backend)                        # noqa: E731
     layers = [
-        ("c1", Conv2D(1, 6, 5, init=init, backend=backend, **kw)), ("c1_act", ScaledTanh(dtype)),
+        ("c1", Conv2D(1, 6, 5, init=init, backend=backend, **kw)), ("c1_act", tanh()),
         ("s2", Subsampling(6, mode=subsampling, init=init, backend=backend, **kw)),
-        ("s2_act", ScaledTanh(dtype)),
+        ("s2_act", tanh()),
         ("c3", TableConv2D(c3_table, 5, init=init, backend=backend, **kw)),
-        ("c3_act", ScaledTanh(dtype)),
+        ("c3_act", tanh()),
         ("s4", Subsampling(16, mode=subsampling, init=init, backend=backend, **kw)),
-        ("s4_act", ScaledTanh(dtype)),
-        ("c5", Conv2D(16, 120, 5, init=init, backend=backend, **kw)), ("c5_act", ScaledTanh(dtype)),
+        ("s4_act", tanh()),
+        ("c5", Conv2D(16, 120, 5, init=init, backend=backend, **kw)), ("c5_act", tanh()),
         ("flatten", Flatten(dtype)),
         ("f6", Dense(120, 84, init=init, backend=backend, **kw)),
-        ("f6_act", ScaledTanh(dtype)),
+        ("f6_act", tanh()),
         ("output", EuclideanRBF(centers, dtype=dtype, backend=backend)),
     ]
     return Sequential(layers, INPUT_SHAPE)
@@ -180,7 +181,7 @@ def comparison_net(variant, *, seed=0, dtype=None, backend=None):
         raise ValueError(f"unknown comparison network {variant!r}: expected one of {COMPARISON}")
     kw = dict(rng=np.random.default_rng(seed), dtype=dtype, init=PAPER)
     dense = lambda d_in, d_out: Dense(d_in, d_out, backend=backend, **kw)     # noqa: E731
-    tanh = lambda: ScaledTanh(dtype)                                          # noqa: E731
+    tanh = lambda: ScaledTanh(dtype, backend=backend)                        # noqa: E731
     if variant == "lenet1":
         layers = [("c1", Conv2D(1, 4, 5, backend=backend, **kw)), ("c1_act", tanh()),
                   ("s2", Subsampling(4, backend=backend, **kw)), ("s2_act", tanh()),

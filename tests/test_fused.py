@@ -202,12 +202,16 @@ def test_fused_step_refuses_bad_input(x, labels, pattern):
         fused.gradients(model, x, labels, "map")
 
 
-# The fused step's own building blocks (the twins it calls, scaled_tanh, the losses
-# and sdlm_update, are held to numpy_ref in test_kernels.py).
-def test_squash_backward_kernel_matches_the_layer(rng):
+# The fused step's own building blocks (the twins it calls, the losses and
+# sdlm_update, are held to numpy_ref in test_kernels.py).
+def test_compiled_squashing_matches_numpy_ref_and_the_layer(rng):
     from minilenet import ScaledTanh
     from minilenet.kernels import compiled
     a = rng.standard_normal((3, 3, 4, 4)) * 2
+    y = numpy_ref.scaled_tanh(a)
+    np.testing.assert_allclose(compiled.scaled_tanh(a), y, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(compiled.scaled_tanh_derivative(y),
+                               numpy_ref.scaled_tanh_derivative(y), rtol=1e-14, atol=1e-15)
     layer = ScaledTanh(np.float64)
     y = layer.forward(a)
     dy = rng.standard_normal(a.shape)

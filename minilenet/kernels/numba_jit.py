@@ -3,8 +3,9 @@
 Each twin checks nothing (the layers did), allocates its outputs and runs a
 compiled body of ``compiled`` (where every compiled function lives, for Numba's
 cache): on the calling thread for small batches, or a span of samples per thread.
-``im2col``, ``col2im``, the squashing function and the losses are compiled
-functions themselves (``.py_func`` is their Python source).
+``im2col``, ``col2im`` and the losses are compiled functions themselves
+(``.py_func`` is their Python source); the squashing function and its derivative
+are NumPy, in place.
 
 Small batches (fewer than ``PARALLEL_MIN`` samples: the recipe's single
 samples, and the fused step) run the per-sample loops on the calling thread.
@@ -24,6 +25,7 @@ import functools
 
 import numpy as np
 
+from ..paper import A, S
 from . import PARALLEL_MIN, PARALLEL_MIN_LIGHT, compiled
 from .numpy_ref import table_to_dense
 from .threads import in_threads
@@ -236,7 +238,31 @@ def rbf_backward(x, centers, dy):
 
 
 # ------------------------------------ squashing, the paper's losses, the SDLM update
-scaled_tanh, scaled_tanh_derivative = compiled.scaled_tanh, compiled.scaled_tanh_derivative
+def scaled_tanh(a, out=None):
+    """``numpy_ref.scaled_tanh`` for the layers: the same NumPy operations, so the
+    same bits, computed in one array (``out`` when given: the layer's own), so a
+    large batch makes no temporaries. (The fused step's squashing is compiled,
+    with its own vectorising tanh: ``compiled.scaled_tanh``.)"""
+    y = np.empty(np.shape(a), np.result_type(a, 1.0)) if out is None else out
+    # BEGIN SOLUTION scaled_tanh
+    np.multiply(a, S, out=y)                # S a
+    np.tanh(y, out=y)                       # tanh(S a)
+    y *= A                                  # A tanh(S a)
+    # END SOLUTION
+    return y
+
+
+def scaled_tanh_derivative(y, out=None):
+    """``numpy_ref.scaled_tanh_derivative`` in one array, as ``scaled_tanh``."""
+    d = np.empty(np.shape(y), np.result_type(y, 1.0)) if out is None else out
+    # BEGIN SOLUTION scaled_tanh
+    np.multiply(y, y, out=d)                # y^2
+    np.subtract(A * A, d, out=d)            # A^2 - y^2
+    d *= S / A                              # (S/A)(A^2 - y^2)
+    # END SOLUTION
+    return d
+
+
 mse_loss, map_loss = compiled.mse_loss, compiled.map_loss
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from ..errors import UserError
 from .units import MARKED_FILES, UNITS, find_regions, notebook_path, withhold
 
-#: The marked file of the compiled bodies of the Numba twins and of the fused step:
-#: never the student's to write.
-NUMBA_FILE = "kernels/compiled.py"
+#: The marked files of the Numba backend (its twins, and the compiled bodies they and
+#: the fused step run): never the student's to write.
+NUMBA_FILES = ("kernels/numba_jit.py", "kernels/compiled.py")
 #: What a student copy holds, relative to the checkout.
 CONTENTS = ("minilenet", "tests", "notebooks", "docs", "benchmarks", "setup.cfg",
             "pyproject.toml")
@@ -77,7 +77,8 @@ def numpy_locations(root=None):
     (what a student writes): from the markers, and in a student copy, for the
     withheld units (whose markers the stubs replaced), from ``assignment.WHERE``."""
     from .. import assignment
-    where = {unit: [w for w in places if f"minilenet/{NUMBA_FILE}:" not in w]
+    where = {unit: [w for w in places
+                    if not any(w.startswith(f"minilenet/{rel}:") for rel in NUMBA_FILES)]
              for unit, places in locations(root).items()}
     return {**where, **getattr(assignment, "WHERE", {})}
 
@@ -115,7 +116,7 @@ def assign(out, units=None, solved=False, secret=None):
     for rel in INSTRUCTOR_ONLY:
         (out / rel).unlink(missing_ok=True)
     where = numpy_locations(root)
-    stubbed = [NUMBA_FILE] if solved else MARKED_FILES      # a solver writes the NumPy code
+    stubbed = NUMBA_FILES if solved else MARKED_FILES       # a solver writes the NumPy code
     for rel in stubbed:
         path = out / "minilenet" / rel
         lines = path.read_text().splitlines(keepends=True)

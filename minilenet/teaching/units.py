@@ -23,7 +23,7 @@ NEAR_MISS = re.compile(r"^\s*#\s*(BEGIN|END)\b|SOLUTION")
 #: Files (relative to the package) that may hold solution regions.
 MARKED_FILES = ("activations.py", "conv.py", "dense.py", "losses.py", "mnist.py",
                 "optimizers.py", "pooling.py", "subsampling.py", "kernels/numpy_ref.py",
-                "kernels/compiled.py")
+                "kernels/numba_jit.py", "kernels/compiled.py")
 
 
 @dataclass(frozen=True)
