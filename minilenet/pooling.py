@@ -1,11 +1,10 @@
 """Parameter-free pooling (the modern LeNet variant): AvgPool2D and MaxPool2D.
 
-Any kernel size and stride work, overlapping windows included. AvgPool2D
-gathers windows with im2col and scatters its gradient back with col2im, which
-sums; MaxPool2D calls the backend's ``maxpool_forward`` / ``maxpool_backward``
-kernels (in NumPy written with the same two).
+Any kernel size and stride work, overlapping windows included. Each layer calls
+its backend's kernels: ``avgpool_forward`` / ``avgpool_backward`` and
+``maxpool_forward`` / ``maxpool_backward`` (in ``numpy_ref`` written with im2col
+and col2im, which sums where windows overlap).
 """
-import numpy as np
 
 from . import config, kernels
 from .layer import Layer
@@ -37,45 +36,25 @@ class _Pool2D(Layer):
         self.cache = {"x_shape": x.shape, "backend": backend, "y_shape": y_shape}
         return x, kernels.get(backend)
 
-    def _windows(self, x):
-        """im2col of x as (N, C, K*K, OH, OW), caching what backward needs."""
-        x, kernel = self._begin(x)
-        k = self.kernel_size
-        N, C, OH, OW = self.cache["y_shape"]
-        return kernel.im2col(x, k, k, self.stride).reshape(N, C, k * k, OH, OW)
-
-    def _scatter(self, dcols):
-        """col2im of (N, C, K*K, OH, OW) back to the input shape."""
-        N, C, _, OH, OW = dcols.shape
-        k = self.kernel_size
-        return kernels.get(self.cache["backend"]).col2im(
-            np.ascontiguousarray(dcols.reshape(N, C, k, k, OH, OW)),
-            self.cache["x_shape"], self.stride)
-
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
 
 class AvgPool2D(_Pool2D):
-    """Mean over each K x K window. x (N, C, H, W) -> y (N, C, OH, OW).
+    """Mean over each K x K window (the backend's ``avgpool_forward`` /
+    ``avgpool_backward``). x (N, C, H, W) -> y (N, C, OH, OW).
 
     Cache: ``x_shape``, ``backend``, ``y_shape``.
     """
 
     def forward(self, x):
-        cols = self._windows(x)
-        # BEGIN SOLUTION avgpool
-        y = cols.mean(axis=2)
-        # END SOLUTION
-        return y
+        x, kernel = self._begin(x)
+        return kernel.avgpool_forward(x, self.kernel_size, self.stride)
 
     def backward(self, dy):
         dy = self.check_upstream(dy)
-        k2 = self.kernel_size ** 2
-        # BEGIN SOLUTION avgpool
-        dcols = np.repeat(dy[:, :, None] / k2, k2, axis=2)
-        # END SOLUTION
-        return self._scatter(dcols)
+        return kernels.get(self.cache["backend"]).avgpool_backward(
+            dy, self.cache["x_shape"], self.kernel_size, self.stride)
 
     def backward_second(self, d2y):
         """Each input enters with weight 1/K^2, so its curvature is scaled by 1/K^4."""

@@ -94,6 +94,8 @@ def _kernel_calls(rng, dtype, n):
         "subsample_backward": (xs, coef, normal(n, 4, 5, 4), 0.25),
         "maxpool_forward": (xp, 3, 1),
         "maxpool_backward": (normal(n, 4, 7, 6), winner, xp.shape, 3, 1),
+        "avgpool_forward": (x, 3, 2),
+        "avgpool_backward": (normal(n, 5, 4, 4), (n, 5, 9, 9), 3, 2),
         "dense_forward": (normal(n, 7), normal(7, 5), normal(5)),
         "dense_backward": (normal(n, 7), normal(7, 5), normal(n, 5)),
         "rbf_forward": (normal(n, 84), centers),

@@ -19,7 +19,7 @@ KERNEL_NAMES = (
     "conv2d_forward", "conv2d_backward",
     "table_conv2d_forward", "table_conv2d_backward",
     "subsample_forward", "subsample_backward",
-    "maxpool_forward", "maxpool_backward",
+    "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
     "dense_forward", "dense_backward", "rbf_forward", "rbf_backward",
     "scaled_tanh", "scaled_tanh_derivative", "mse_loss", "map_loss", "sdlm_update",
 )

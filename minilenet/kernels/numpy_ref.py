@@ -243,6 +243,31 @@ def maxpool_backward(dy, winner, x_shape, k, stride):
     return dx
 
 
+# ------------------------------------------------------ average pooling
+def avgpool_forward(x, k, stride):
+    """The mean of each k x k window of x (N, C, H, W), the windows ``stride`` apart:
+    y (N, C, OH, OW). The windows are gathered with ``im2col``, as (N, C, k^2, OH, OW)."""
+    N, C = x.shape[:2]
+    cols = im2col(x, k, k, stride)
+    cols = cols.reshape(N, C, k * k, *cols.shape[4:])
+    # BEGIN SOLUTION avgpool
+    y = cols.mean(axis=2)
+    # END SOLUTION
+    return y
+
+
+def avgpool_backward(dy, x_shape, k, stride):
+    """Gradient of ``avgpool_forward``: dy (N, C, OH, OW) -> dx of ``x_shape``. Each
+    window's share, dcols (N, C, k^2, OH, OW), is scattered back with ``col2im``
+    (which sums where windows overlap)."""
+    N, C, OH, OW = dy.shape
+    k2 = k * k
+    # BEGIN SOLUTION avgpool
+    dcols = np.repeat(dy[:, :, None] / k2, k2, axis=2)
+    # END SOLUTION
+    return col2im(dcols.reshape(N, C, k, k, OH, OW), x_shape, stride)
+
+
 # ---------------------------------------------------------- dense, RBF
 def dense_forward(x, w, b):
     """Fully connected layer.

@@ -22,7 +22,7 @@ NEAR_MISS = re.compile(r"^\s*#\s*(BEGIN|END)\b|SOLUTION")
 
 #: Files (relative to the package) that may hold solution regions.
 MARKED_FILES = ("activations.py", "conv.py", "dense.py", "losses.py", "mnist.py",
-                "optimizers.py", "pooling.py", "subsampling.py", "kernels/numpy_ref.py",
+                "optimizers.py", "subsampling.py", "kernels/numpy_ref.py",
                 "kernels/numba_jit.py", "kernels/compiled.py")
 
 
@@ -179,7 +179,8 @@ UNITS = {u.name: u for u in (
         Case("overlapping 2x2 windows, stride 1", lambda r: cases.pool(r, 1, 2, 4, 5, 2, 1)),
         Case("overlapping 3x3 windows, stride 1", lambda r: cases.pool(r, 2, 1, 5, 5, 3, 1),
              True)),
-        depends=("im2col", "col2im"), gradient=Gradient("avgpool", "y", {"dx": "x"})),
+        kernels=("avgpool_forward", "avgpool_backward"), depends=("im2col", "col2im"),
+        gradient=Gradient("avgpool", "y", {"dx": "x"})),
     Unit("softmax_cross_entropy", "softmax cross-entropy, shifted per row",
          "08_modern_variant", 4, (
              Case("logits", lambda r: cases.logits(r, 4, 10, 3.0)),
