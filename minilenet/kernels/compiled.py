@@ -453,6 +453,43 @@ def maxpool_backward_samples(dy, winner, k, stride, dx):
     # END SOLUTION
 
 
+# ---------------------------------------------------- average pooling
+@jit
+def avgpool_forward_samples(x, k, stride, y):
+    """Samples x (n, C, H, W) into y (n, C, OH, OW): each window's sum over k^2."""
+    N, C = x.shape[:2]
+    OH, OW = y.shape[2], y.shape[3]
+    # BEGIN SOLUTION avgpool
+    for n in range(N):
+        for c in range(C):
+            for p in range(OH):
+                for q in range(OW):
+                    total = x[n, c, 0, 0] * 0                # a zero of x's dtype
+                    for i in range(k):
+                        for j in range(k):
+                            total += x[n, c, p * stride + i, q * stride + j]
+                    y[n, c, p, q] = total / (k * k)
+    # END SOLUTION
+
+
+@jit
+def avgpool_backward_samples(dy, k, stride, dx):
+    """Samples dy (n, C, OH, OW) into dx (n, C, H, W): dy / k^2 added to every input of
+    its window (so overlapping windows sum), zero elsewhere."""
+    N, C, OH, OW = dy.shape
+    dx[...] = 0
+    # BEGIN SOLUTION avgpool
+    for n in range(N):
+        for c in range(C):
+            for p in range(OH):
+                for q in range(OW):
+                    share = dy[n, c, p, q] / (k * k)
+                    for i in range(k):
+                        for j in range(k):
+                            dx[n, c, p * stride + i, q * stride + j] += share
+    # END SOLUTION
+
+
 # ------------------------------------------------------- dense and RBF
 @jit
 def dense_forward_one(x, w, b, y):

@@ -193,25 +193,19 @@ def maxpool_backward(dy, winner, x_shape, k, stride):
 
 # ---------------------------------------------------- average pooling
 def avgpool_forward(x, k, stride):
-    """Numba version of ``numpy_ref.avgpool_forward``: the mean over the windows of the
-    compiled ``im2col``."""
-    N, C = x.shape[:2]
-    cols = im2col(x, k, k, stride)
-    cols = cols.reshape(N, C, k * k, *cols.shape[4:])
-    # BEGIN SOLUTION avgpool
-    y = cols.mean(axis=2)
-    # END SOLUTION
+    """Numba version of ``numpy_ref.avgpool_forward`` (one thread: no layer of the
+    networks uses it)."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, (H - k) // stride + 1, (W - k) // stride + 1), dtype=x.dtype)
+    compiled.avgpool_forward_samples(x, k, stride, y)
     return y
 
 
 def avgpool_backward(dy, x_shape, k, stride):
-    """Numba version of ``numpy_ref.avgpool_backward``, scattered by the compiled ``col2im``."""
-    N, C, OH, OW = dy.shape
-    k2 = k * k
-    # BEGIN SOLUTION avgpool
-    dcols = np.repeat(dy[:, :, None] / k2, k2, axis=2)
-    # END SOLUTION
-    return col2im(np.ascontiguousarray(dcols.reshape(N, C, k, k, OH, OW)), x_shape, stride)
+    """Numba version of ``numpy_ref.avgpool_backward``."""
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    compiled.avgpool_backward_samples(dy, k, stride, dx)
+    return dx
 
 
 # ------------------------------------------------------ dense and RBF
