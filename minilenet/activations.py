@@ -13,7 +13,6 @@ from .kernels.threads import get_threads, in_threads
 from .layer import Layer
 
 
-
 class Activation(Layer):
     """Base for element-wise layers: any input shape, output of the same shape.
 

@@ -48,7 +48,7 @@ HYPERPARAMETERS = {
 def _structure(model):
     """(name, exact type, {hyperparameter: value}) for each layer of ``model``."""
     return tuple((name, type(layer), {attr: getattr(layer, attr)
-                                      for attr in HYPERPARAMETERS.get(type(layer), ())})
+                                      for attr in HYPERPARAMETERS[type(layer)]})
                  for name, layer in model.layers.items())
 
 

@@ -152,14 +152,13 @@ class Trainer:
 
     def train_epoch(self):
         """One pass: the curvature (SDLM), then a step per batch; returns its record."""
-        config, model, epoch = self.config, self.model, self.epoch
+        model, epoch = self.model, self.epoch
         images, labels, order = self.epoch_plan(epoch)
         curvature_x = (self.curvature_samples(images, order)
                        if isinstance(self.optimizer, SDLM) else None)
         self.optimizer.start_epoch(epoch, model, curvature_x)
-        bs, n = config.batch_size, len(order)
-        step = self.epoch_step(mnist.scale_bytes(images[order[:bs]], model.dtype),
-                               labels[order[:bs]])
+        n = len(order)
+        step = self.epoch_step(images, labels, order)
         start = time.perf_counter()
         total_loss, errors = self._run(step, self.chunks(images, labels, order), n)
         seconds = time.perf_counter() - start
@@ -171,12 +170,14 @@ class Trainer:
             record["val_error"] = evaluate(model, self.data.val_x, self.data.val_labels)[0]
         return record
 
-    def epoch_step(self, x, labels):
+    def epoch_step(self, images, labels, order):
         """The pass's step: the fused step when ``use_fused`` (built for the pass's
-        rates, and compiled on (x, labels), a first batch, before the clock starts),
-        else the layer graph's."""
+        rates, and compiled on the pass's first batch before the clock starts), else
+        the layer graph's."""
         if not self.use_fused:
             return LayerGraphStep(self.model, self.loss_fn, self.optimizer)
+        first = order[:self.config.batch_size]
+        x, labels = mnist.scale_bytes(images[first], self.model.dtype), labels[first]
         step = fused.TrainStep(self.model, self.optimizer.rates(self.model), self.config.loss,
                                self.config.j)
         start = time.perf_counter()
