@@ -37,18 +37,23 @@ def random_affine(n, rng, ranges=DistortionRanges()):
     """n random 2x2 matrices (N, 2, 2) and translations (N, 2), in (row, col) order.
 
     A maps output offsets from the image centre to input offsets (inverse map).
+    The forward map is lower triangular, so its inverse is written out: element-wise
+    arithmetic, the same bits on every CPU (``np.linalg.inv`` calls LAPACK, whose
+    kernels are chosen for the CPU).
     """
     u = lambda r: rng.uniform(-r, r, size=n)          # noqa: E731
     s = 1.0 + u(ranges.scale)
     q = 1.0 + u(ranges.squeeze)
     k = u(ranges.shear)
     t = np.stack([u(ranges.translate), u(ranges.translate)], axis=1)
-    # forward map (row, col): rows scaled by s/q, cols by s*q, then col += k * row.
-    forward = np.zeros((n, 2, 2))
-    forward[:, 0, 0] = s / q
-    forward[:, 1, 1] = s * q
-    forward[:, 1, 0] = k * s / q
-    return np.linalg.inv(forward), t
+    # forward map (row, col): rows scaled by s/q, cols by s*q, then col += k * row:
+    # [[a, 0], [c, d]], whose inverse is [[1/a, 0], [-c/(a d), 1/d]].
+    a, c, d = s / q, k * s / q, s * q
+    inverse = np.zeros((n, 2, 2))
+    inverse[:, 0, 0] = 1 / a
+    inverse[:, 1, 0] = -c / (a * d)
+    inverse[:, 1, 1] = 1 / d
+    return inverse, t
 
 
 def warp(images, inverse, shift):
@@ -61,7 +66,11 @@ def warp(images, inverse, shift):
     rows, cols = np.mgrid[0:H, 0:W].astype(np.float64)
     centre = np.array([(H - 1) / 2, (W - 1) / 2])
     offs = np.stack([rows - centre[0], cols - centre[1]])[None] - shift[:, :, None, None]
-    src = np.einsum("nij,njhw->nihw", inverse, offs) + centre[None, :, None, None]
+    inv = inverse[:, :, :, None, None]                  # (N, 2, 2, 1, 1)
+    # src_i = inverse[i, 0] * row offset + inverse[i, 1] * col offset + centre_i, written
+    # out (np.einsum's sums of products may be vectorised differently on another CPU)
+    src = inv[:, :, 0] * offs[:, None, 0] + inv[:, :, 1] * offs[:, None, 1] \
+        + centre[None, :, None, None]
     r0, c0 = np.floor(src[:, 0]), np.floor(src[:, 1])
     fr, fc = src[:, 0] - r0, src[:, 1] - c0
     padded = np.pad(images.astype(np.float64), ((0, 0), (1, 1), (1, 1)))

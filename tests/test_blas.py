@@ -12,6 +12,8 @@ numba = pytest.importorskip("numba", reason="compiled products need numba (pip i
 from minilenet.kernels import blas  # noqa: E402
 
 CASES = [(False, False), (True, False), (False, True), (True, True)]
+# (the portable products and, in a subprocess, NumPy's BLAS; the portable products'
+# order of operations is pinned by tests/test_portable.py)
 
 
 @numba.njit(cache=True)
@@ -38,25 +40,30 @@ def test_compiled_gemm_is_the_matrix_product(rng, dtype, trans_a, trans_b):
     np.testing.assert_allclose(c, want, rtol=tol, atol=tol)
 
 
+def test_the_portable_products_are_the_default():
+    assert blas.SOURCE == "portable"
+
+
 @pytest.mark.skipif(not any(i["internal_api"] == "openblas" for i in threadpoolctl.threadpool_info()),
                     reason="NumPy here does not use OpenBLAS")
 def test_numpy_wheels_openblas_is_found():
-    """NumPy's wheels ship OpenBLAS with 64-bit integers: its products are found (else
-    the compiled loops would run, correct but several times slower)."""
+    """NumPy's wheels ship OpenBLAS with 64-bit integers: its products are found, for
+    MINILENET_GEMM=blas (else the portable products would stand in)."""
     found, path = blas.find_blas_gemm()
     assert set(found) == {"s", "d"} and all(found.values()) and "openblas" in path
-    assert blas.SOURCE == path
 
 
 @pytest.mark.slow
-def test_compiled_loops_stand_in_for_a_missing_blas(tmp_path, numba_runs):
-    """MINILENET_GEMM=loops: the names point to compiled loops, which give the BLAS's
-    products, and a batched convolution through them matches the NumPy reference."""
+def test_numpys_blas_on_request(tmp_path, numba_runs):
+    """MINILENET_GEMM=blas: the names point to NumPy's BLAS (when it is found), whose
+    products agree with the matrix product, and a batched convolution through them
+    matches the NumPy reference."""
     script = textwrap.dedent("""
         import numpy as np
         from numba import njit
         from minilenet.kernels import blas, numba_jit, numpy_ref
-        assert blas.SOURCE == "loops", blas.SOURCE
+        found, path = blas.find_blas_gemm()
+        assert blas.SOURCE == (path or "portable"), blas.SOURCE
 
         @njit
         def compiled(a, b, c, ta, tb):
@@ -77,7 +84,7 @@ def test_compiled_loops_stand_in_for_a_missing_blas(tmp_path, numba_runs):
                                    numpy_ref.conv2d_forward(x, w, b), rtol=1e-12, atol=1e-12)
         print("ok")
     """)
-    env = dict(os.environ, MINILENET_GEMM="loops", NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env = dict(os.environ, MINILENET_GEMM="blas", NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip() == "ok"

@@ -104,6 +104,7 @@ def _kernel_calls(rng, dtype, n):
         "scaled_tanh_derivative": (numpy_ref.scaled_tanh(normal(n, 3, 4, 4) * 2),),
         "mse_loss": (penalties, labels),
         "map_loss": (penalties, labels, 0.1),
+        "softmax_cross_entropy": (normal(n, 10) * 3, labels),
         "sdlm_update": (normal(n, 7), normal(n, 7), np.abs(normal(n, 7))),
     }
 
@@ -366,7 +367,11 @@ class _SoftsignNoOut(Activation):
         return _SOFTSIGN[1](y)
 
 
-_FORMULAS = {"ScaledTanh": naive.ACTIVATIONS["ScaledTanh"], "softsign": _SOFTSIGN}
+#: The whole-array formulas: the default backend's squashing kernels (the Numba
+#: backend computes tanh its own way, compiled.tanh), and softsign.
+_FORMULAS = {"ScaledTanh": (lambda x: kernels.get().scaled_tanh(x),
+                            lambda y: kernels.get().scaled_tanh_derivative(y)),
+             "softsign": _SOFTSIGN}
 
 
 @pytest.mark.parametrize("name", sorted(_FORMULAS))

@@ -1,88 +1,130 @@
-"""The same bits: short runs of the recipe and of batch training end at weights whose
-SHA-256 is stated here, on 1 and on 2 threads.
+"""The same bits on every machine: short runs of the recipe and of batch training end
+at weights whose SHA-256 is written here, whatever the CPU.
 
-The hashes hold a change that should not alter a single operation (a move, a split,
-a rename) to what the code computed before it. Until the recipe is portable across
-CPUs they are stated per machine (``FINGERPRINT``: the CPU Numba compiles for, the
-OpenBLAS kernel, the versions of NumPy and Numba); on a machine not listed the test
-still checks that 1 and 2 threads give the same bits, and prints the hashes to add.
+The kernels fix every floating-point operation (docs/performance.md, "The same bits
+on every machine"), so the hashes are not per machine: a change that alters a
+single operation anywhere on these paths changes them, and so does a machine whose
+arithmetic differs. The first test checks them here, on 1 and 2 threads; the
+second runs the recipe, a batched run and the modern variant in subprocesses under
+emulated machines: other OpenBLAS kernels, other CPUs for Numba to compile for
+(each with its own cache folder), NumPy without its SIMD code, 1 to 3 threads.
+Run on another developer's machine or on CI, the same test checks real machines.
 """
-import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
 
-import numpy as np
 import pytest
 
+from bits import RUNS, run_hash
 from minilenet.kernels import threads
-from minilenet.train import Data, TrainConfig, Trainer
-from test_train import _arrays
 
-#: (name, TrainConfig overrides): the recipe one sample at a time and four at a time
-#: (the fused step), four at a time and 64 at a time through the layer graph, and the
-#: modern variant in batches of 64.
-RUNS = (
-    ("paper, batch 1, fused", {}),
-    ("paper, batch 4, fused", {"batch_size": 4}),
-    ("paper, batch 4, layer graph", {"batch_size": 4, "fused": False}),
-    ("paper, batch 64, layer graph", {"batch_size": 64}),
-    ("modern, batch 64", {"variant": "modern", "batch_size": 64, "optimizer": "sgd",
-                          "loss": "ce"}),
-)
-
-#: FINGERPRINT -> {run name: SHA-256 of the weights after the run}.
+#: Run name -> SHA-256 of its weights (tests/bits.py), on any CPU.
 HASHES = {
-    # Intel Xeon with AVX-512 (LLVM: rocketlake), the development machine, 2026-12-02
-    ("rocketlake", "SkylakeX", "2.4.6", "0.68.1"): {
-        "paper, batch 1, fused": "39b4b69abe30f1997c7533bb8a7a923c31e08c8fc56b3a24a6f46b4919634dbe",
-        "paper, batch 4, fused": "5c178b40ec4a192e9d9e758ae27e2c92618f6d4f0e26de67a1634152323a8df3",
-        "paper, batch 4, layer graph":
-            "5b378651b7d30405226a9ec6ccac5ccb6ce9781eb1e6a89df7185540a17f3de8",
-        "paper, batch 64, layer graph":
-            "812bd8a2b234c3c46d7cbb2531e0cde60a5ad6b374776772863e3eba2e4f2372",
-        "modern, batch 64": "2ecd91941eab294debc599d862eaf7bbf75c50ebc688587dc91f429add7bea3e",
-    },
+    "paper, batch 1, fused": "cad6461a0760244618c24dc3412aafd0f16ffa9a23268249d2b57123c613a881",
+    "paper, batch 4, fused": "5439bd0ef758e238e806398733d9040ee4e87ffbff530edeb25d2c81dd22ece0",
+    # the same bits as the fused step: the layer graph runs the same kernels for 4 samples
+    "paper, batch 4, layer graph":
+        "5439bd0ef758e238e806398733d9040ee4e87ffbff530edeb25d2c81dd22ece0",
+    "paper, batch 64, layer graph":
+        "d2ed23e1d30354d7a8fe520358de0fcfa0fc63e115f449d8ef3d386c0153891a",
+    "modern, batch 64": "10f4b53de59ca0589837341e7165330617104c5ff955033200787777f1447da7",
 }
 
-
-def fingerprint():
-    """What decides the bits today besides the code: (CPU Numba compiles for,
-    OpenBLAS kernel, NumPy version, Numba version)."""
-    import llvmlite.binding
-    import numba
-    cores = {lib.internal_api: getattr(lib, "architecture", "") for lib in
-             threads.blas_libraries()}
-    return (llvmlite.binding.get_host_cpu_name(), cores.get("openblas", "?"),
-            np.__version__, numba.__version__)
+#: The runs the emulated machines repeat: the recipe, batch training, the modern variant.
+MATRIX_RUNS = ("paper, batch 1, fused", "paper, batch 64, layer graph", "modern, batch 64")
 
 
-def weights_hash(model):
-    digest = hashlib.sha256()
-    for name, array in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
-def run_hash(tmp_path, overrides):
-    config = TrainConfig(**{"epochs": 2, "hessian_samples": 50, **overrides})
-    trainer = Trainer(config, Data.from_mnist(_arrays(n_train=256, n_test=40), config),
-                      str(tmp_path), progress=False, log=lambda s: None)
-    trainer.fit()
-    return weights_hash(trainer.model)
-
-
-@pytest.mark.parametrize("name, overrides", RUNS, ids=[name for name, _ in RUNS])
-def test_weights_are_the_stated_bits_on_one_and_two_threads(tmp_path, name, overrides,
-                                                            numba_runs):
+@pytest.mark.parametrize("name", list(RUNS))
+def test_weights_are_the_stated_bits_on_one_and_two_threads(tmp_path, name, numba_runs):
     before = threads.get_threads()
     try:
         found = []
         for n in (1, 2):
             threads.set_threads(n)
-            found.append(run_hash(tmp_path / f"threads{n}", overrides))
+            found.append(run_hash(str(tmp_path / f"threads{n}"), name))
     finally:
         threads.set_threads(before)
     assert found[0] == found[1], f"{name}: 1 and 2 threads give different weights"
-    expected = HASHES.get(fingerprint(), {}).get(name)
-    print(f"{fingerprint()!r}: {{{name!r}: {found[0]!r}}}")
-    if expected is not None:
-        assert found[0] == expected, f"{name}: the weights are not the stated bits"
+    print(f"{name!r}: {found[0]!r}")
+    assert found[0] == HASHES[name], f"{name}: the weights are not the stated bits"
+
+
+def _numpy_simd():
+    """NumPy's SIMD code paths this CPU runs (what NPY_DISABLE_CPU_FEATURES can turn off)."""
+    from numpy._core import _multiarray_umath as umath
+    return [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+
+
+def _host_has(*features):
+    import llvmlite.binding as llvm
+    host = llvm.get_host_cpu_features()
+    return all(host.get(f, False) for f in features)
+
+
+def _machines():
+    """(label, environment) of each emulated machine."""
+    machines = [(f"{n} threads", {"NUMBA_NUM_THREADS": str(n)}) for n in (1, 2, 3)]
+    if _numpy_simd():
+        machines.append(("NumPy without " + " ".join(_numpy_simd()),
+                         {"NPY_DISABLE_CPU_FEATURES": " ".join(_numpy_simd())}))
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        machines += [(f"OpenBLAS {core}", {"OPENBLAS_CORETYPE": core})
+                     for core in ("Sandybridge", "Nehalem", "Prescott")]
+        cpus = ["generic", "nehalem"] + (["haswell"] if _host_has("avx2", "fma") else [])
+        machines += [(f"Numba for {cpu}", {"NUMBA_CPU_NAME": cpu}) for cpu in cpus]
+        machines.append(("all at once: Numba for generic, OpenBLAS Prescott, NumPy's "
+                         "baseline, 3 threads",
+                         {"NUMBA_CPU_NAME": "generic", "OPENBLAS_CORETYPE": "Prescott",
+                          "NPY_DISABLE_CPU_FEATURES": " ".join(_numpy_simd()),
+                          "NUMBA_NUM_THREADS": "3"}))
+    return machines
+
+
+MACHINES = _machines()
+
+
+@pytest.fixture(scope="module")
+def cache_dirs(tmp_path_factory):
+    """A Numba cache folder per CPU Numba compiles for (machine code for one CPU
+    must not be loaded for another)."""
+    root = tmp_path_factory.mktemp("numba-caches")
+    return lambda cpu: str(root / cpu)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label, env", MACHINES, ids=[label for label, _ in MACHINES])
+def test_the_same_bits_on_emulated_machines(label, env, cache_dirs, numba_runs):
+    env = {k: v for k, v in env.items() if v}
+    full = dict(os.environ, **env)
+    if "NUMBA_CPU_NAME" in env:
+        full["NUMBA_CACHE_DIR"] = cache_dirs(env["NUMBA_CPU_NAME"])
+    script = os.path.join(os.path.dirname(__file__), "bits.py")
+    run = subprocess.run([sys.executable, script, *MATRIX_RUNS], env=full, capture_output=True,
+                         text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    differ = [name for name in MATRIX_RUNS if found[name] != HASHES[name]]
+    assert not differ, f"{label}: other weights for {differ}: {found}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="OPENBLAS_CORETYPE names x86 kernels")
+def test_the_emulation_catches_a_machine_dependent_product(numba_runs):
+    """The matrix can fail: with NumPy's BLAS for the products (MINILENET_GEMM=blas,
+    the fast path), the batched run's weights change with OpenBLAS's kernel."""
+    from minilenet.kernels import blas
+    if not blas.find_blas_gemm()[0]:
+        pytest.skip("NumPy's BLAS is not found here: the portable products stand in")
+    script = os.path.join(os.path.dirname(__file__), "bits.py")
+    found = []
+    for core in ("", "Prescott"):
+        env = dict(os.environ, MINILENET_GEMM="blas", OPENBLAS_CORETYPE=core)
+        run = subprocess.run([sys.executable, script, "paper, batch 64, layer graph"], env=env,
+                             capture_output=True, text=True, timeout=900)
+        assert run.returncode == 0, run.stderr[-3000:]
+        found.append(run.stdout.strip().splitlines()[-1])
+    assert found[0] != found[1], "OpenBLAS's Prescott kernel gave the same bits as the default"

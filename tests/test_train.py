@@ -130,8 +130,10 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeyp
 
 
 def test_learns_the_toy_problem(tmp_path):
-    """120 toy images are few updates for the paper's slow start: a larger eta."""
-    t = _trainer(tmp_path, epochs=8, eta_scale=5)
+    """120 toy images are few updates for the paper's slow start: a larger eta (3 times
+    the paper's; at 5 times, the network saturates in the first pass or not, as the
+    rounding of the kernels decides, and recovers slowly)."""
+    t = _trainer(tmp_path, epochs=8, eta_scale=3)
     t.fit()
     assert t.history[0]["test_error"] > 0.5 and t.history[-1]["test_error"] <= 0.1
 

@@ -21,7 +21,8 @@ KERNEL_NAMES = (
     "subsample_forward", "subsample_backward",
     "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
     "dense_forward", "dense_backward", "rbf_forward", "rbf_backward",
-    "scaled_tanh", "scaled_tanh_derivative", "mse_loss", "map_loss", "sdlm_update",
+    "scaled_tanh", "scaled_tanh_derivative", "mse_loss", "map_loss", "softmax_cross_entropy",
+    "sdlm_update",
 )
 
 #: Batches at least this large are split across threads by the Numba kernels;

@@ -1,27 +1,27 @@
-"""Matrix products that compiled kernels call: the BLAS that NumPy itself uses.
+"""Matrix products that compiled kernels call: portable loops, or NumPy's BLAS.
 
 Numba compiles ``np.dot`` and ``@`` only by way of SciPy, which minilenet does
-not depend on. So this module finds the CBLAS ``sgemm``/``dgemm`` of the BLAS
-library NumPy loaded (threadpoolctl lists it) and makes them known to the
-compiler under names of minilenet's own, ``minilenet_sgemm`` and
-``minilenet_dgemm``. A kernel compiled with Numba then calls ``gemm(a, b, c)``
-like any other function, and the product runs inside the kernel, without the
-GIL: a thread's whole share of a convolution is one call from Python
-(``compiled.conv_forward_span``), where a loop of NumPy calls took the GIL
-back between every two of them.
+not depend on. So compiled kernels call ``gemm(a, b, c)``, which compiles to a
+call of a function named ``minilenet_sgemm`` or ``minilenet_dgemm`` (a CBLAS
+``?gemm`` signature with 64-bit integers), and this module decides, once per
+process, what those names point to:
 
-NumPy's wheels bring OpenBLAS built with 64-bit integers, whose functions are
-named ``scipy_cblas_sgemm64_`` (NumPy 2) or ``cblas_sgemm64_`` (NumPy 1); MKL's
-are ``cblas_sgemm_64``. Where none of these is found (a NumPy built against
-another BLAS, such as Apple's Accelerate, which threadpoolctl does not list),
-the two names point to ``_loop_gemm`` instead, compiled loops
-that give the same results to rounding, 2 to 3.5 times slower (the batched
-convolutions, docs/performance.md).
-``MINILENET_GEMM=loops`` chooses them on purpose (the tests do, to check them);
-``blas``, the default, the library.
+- ``portable`` (the default): ``_portable_gemm``, compiled loops whose every sum
+  adds its terms in an order fixed in the code, so a product gives the same bits
+  on every CPU (docs/performance.md, "The same bits on every machine").
+- ``blas`` (``MINILENET_GEMM=blas``): the CBLAS ``sgemm``/``dgemm`` of the BLAS
+  library NumPy loaded (threadpoolctl lists it), faster for batches; its kernels
+  are chosen for the CPU (OpenBLAS's for AVX-512, AVX2, ...), and so are its bits.
+  NumPy's wheels bring OpenBLAS built with 64-bit integers, whose functions are
+  named ``scipy_cblas_sgemm64_`` (NumPy 2) or ``cblas_sgemm64_`` (NumPy 1); MKL's
+  are ``cblas_sgemm_64``. Where none is found (a NumPy built against another BLAS,
+  such as Apple's Accelerate, which threadpoolctl does not list), the portable
+  loops stand in.
 
+Either way the product runs inside the kernel, without the GIL: a thread's whole
+share of a convolution is one call from Python (``compiled.conv_forward_span``).
 Because the compiled code refers to the names, not to addresses, Numba's cache
-stays valid whichever library the names point to in a later process.
+stays valid whichever the names point to in a later process.
 """
 import ctypes
 import os
@@ -56,41 +56,73 @@ def _signature(real):
     return types.void(i32, i32, i32, i64, i64, i64, real, p, i64, p, i64, real, p, i64)
 
 
-@njit(fastmath={"reassoc", "contract"}, cache=True)
-def _loop_product(a, b, c, trans_a, trans_b, alpha, beta):
-    """c = alpha op(a) op(b) + beta c on 2-D arrays, each case's innermost loop
-    along contiguous rows, so it vectorises."""
+#: Partial sums per dot product of ``_portable_product`` (as ``compiled.LANES``; kept
+#: here so that this file compiles on its own: Numba's cache is kept per file).
+LANES = 64
+
+
+@njit(cache=True, nogil=True)
+def _portable_product(a, b, c, trans_a, trans_b, alpha, beta):
+    """c = alpha op(a) op(b) + beta c on 2-D arrays, the same bits on every CPU: each
+    entry of c adds its terms in an order fixed here (no fast-math flags, so the
+    compiler neither reorders a sum nor fuses a multiply and an add).
+
+    Without b transposed, row i of c gathers op(a)[i, k] * b[k, :] for k in turn:
+    long rows of independent sums, which vectorise. With b transposed, c[i, j] is
+    the dot product of two contiguous rows, summed in LANES lanes (lane l adds the
+    terms l, l + LANES, ...; then the lanes pairwise, in a fixed tree). Loops run
+    over slices with plain indices: a computed index would be checked for negative
+    values, and the loop would not vectorise."""
     M, N = c.shape
+    K = b.shape[1] if trans_b else b.shape[0]
     for i in range(M):
         row = c[i]
         for j in range(N):                          # beta 0: c is not read (it may be NaN)
             row[j] = 0 if beta == 0 else beta * row[j]
-        if trans_b:                                 # c[i, j] += op(a)[i, :] . b[j, :]
-            for j in range(N):
-                acc = row[j] * 0
-                if trans_a:
-                    for k in range(b.shape[1]):
-                        acc += a[k, i] * b[j, k]
-                else:
-                    ai = a[i]
-                    for k in range(b.shape[1]):
-                        acc += ai[k] * b[j, k]
-                row[j] += alpha * acc
-        else:                                       # c[i, :] += op(a)[i, k] b[k, :]
-            for k in range(b.shape[0]):
+    if not trans_b:
+        for i in range(M):
+            row = c[i]
+            for k in range(K):
                 aik = alpha * (a[k, i] if trans_a else a[i, k])
                 bk = b[k]
                 for j in range(N):
                     row[j] += aik * bk[j]
+        return
+    part = np.zeros(LANES, dtype=c.dtype)
+    column = np.empty(K, dtype=c.dtype)
+    whole = K - K % LANES
+    for i in range(M):
+        ai = a[i] if not trans_a else column
+        if trans_a:
+            for k in range(K):
+                column[k] = a[k, i]
+        for j in range(N):
+            bj = b[j]
+            for lane in range(LANES):
+                part[lane] = 0
+            for start in range(0, whole, LANES):
+                u, v = ai[start:start + LANES], bj[start:start + LANES]
+                for lane in range(part.shape[0]):
+                    part[lane] += u[lane] * v[lane]
+            u, v = ai[whole:], bj[whole:]
+            for lane in range(u.shape[0]):
+                part[lane] += u[lane] * v[lane]
+            width = LANES
+            while width > 1:
+                width //= 2
+                low, high = part[:width], part[width:2 * width]
+                for lane in range(width):
+                    low[lane] += high[lane]
+            c[i, j] += alpha * part[0]
 
 
-def _loop_gemm(order, trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc):
-    """cblas_?gemm over ``_loop_product``, for row-major operands without padding
+def _portable_gemm(order, trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc):
+    """cblas_?gemm over ``_portable_product``, for row-major operands without padding
     (each leading dimension the row's length, as ``gemm`` passes them)."""
     A = carray(a, (K, lda) if trans_a == TRANS else (M, lda))
     B = carray(b, (N, ldb) if trans_b == TRANS else (K, ldb))
     C = carray(c, (M, ldc))
-    _loop_product(A, B, C, trans_a == TRANS, trans_b == TRANS, alpha, beta)
+    _portable_product(A, B, C, trans_a == TRANS, trans_b == TRANS, alpha, beta)
 
 
 def find_blas_gemm():
@@ -112,25 +144,28 @@ def find_blas_gemm():
 
 
 def _register():
-    """Point the names ``minilenet_sgemm`` and ``minilenet_dgemm`` at the BLAS, or at
-    compiled loops; returns the path of the library used, or "loops"."""
+    """Point the names ``minilenet_sgemm`` and ``minilenet_dgemm`` at the portable
+    products or, with MINILENET_GEMM=blas, at the BLAS; returns "portable" or the
+    path of the library used."""
     import llvmlite.binding as llvm
-    choice = os.environ.get("MINILENET_GEMM", "") or "blas"
-    if choice not in ("blas", "loops"):
+    choice = os.environ.get("MINILENET_GEMM", "") or "portable"
+    if choice not in ("portable", "blas"):
         raise UserError(f"the MINILENET_GEMM environment variable is {choice!r}: expected "
-                        f"'blas' (the default) or 'loops'")
-    found, path = ({}, None) if choice == "loops" else find_blas_gemm()
+                        f"'portable' (the default: the same bits on every CPU) or 'blas' "
+                        f"(NumPy's BLAS: faster for batches, its bits depend on the CPU)")
+    found, path = ({}, None) if choice == "portable" else find_blas_gemm()
     for t, real in (("s", types.float32), ("d", types.float64)):
         if t not in found:
-            loops = cfunc(_signature(real), cache=True)(_loop_gemm)
-            _keep_alive.append(loops)
-            found[t] = loops.address
+            portable = cfunc(_signature(real), cache=True)(_portable_gemm)
+            _keep_alive.append(portable)
+            found[t] = portable.address
         llvm.add_symbol(f"minilenet_{t}gemm", found[t])
-    return path or "loops"
+    return path or "portable"
 
 
 _keep_alive = []
-#: The library the compiled products call ("loops" for ``_loop_gemm``; None without the JIT).
+#: What the compiled products call: "portable" (``_portable_gemm``), or the path of the
+#: BLAS library (MINILENET_GEMM=blas); None without the JIT.
 SOURCE = None if numba_config.DISABLE_JIT else _register()
 _sgemm = types.ExternalFunction("minilenet_sgemm", _signature(types.float32))
 _dgemm = types.ExternalFunction("minilenet_dgemm", _signature(types.float64))

@@ -4,14 +4,14 @@ Each twin checks nothing (the layers did), allocates its outputs and runs a
 compiled body of ``compiled`` (where every compiled function lives, for Numba's
 cache): on the calling thread for small batches, or a span of samples per thread.
 ``im2col``, ``col2im`` and the losses are compiled functions themselves
-(``.py_func`` is their Python source); the squashing function and its derivative
-are NumPy, in place.
+(``.py_func`` is their Python source); the squashing function is compiled (its own
+tanh), its derivative NumPy, in place.
 
 Small batches (fewer than ``PARALLEL_MIN`` samples: the recipe's single
 samples, and the fused step) run the per-sample loops on the calling thread.
-Larger batches compute each convolution and dense layer as matrix products in
-the BLAS that NumPy links (OpenBLAS for NumPy's wheels), called from compiled
-code (``blas.gemm``): a convolution is one product per sample over "shifted
+Larger batches compute each convolution and dense layer as matrix products,
+called from compiled code (``blas.gemm``: portable loops by default, NumPy's
+BLAS with MINILENET_GEMM=blas): a convolution is one product per sample over "shifted
 rows", a cache-friendly im2col (``compiled.shifted_rows``); C3 uses its weights
 scattered into a dense, zero-filled weight. The work is spread over threads
 (``threads.in_threads``), each span of samples one compiled call that releases
@@ -120,6 +120,10 @@ def conv2d_forward(x, w, b):
     a dense layer when the kernel covers the input (C5)."""
     F, C, KH, KW = w.shape
     N = x.shape[0]
+    if N < PARALLEL_MIN and x.shape[2:] == w.shape[2:]:
+        y = np.empty((N, F, 1, 1), dtype=x.dtype)
+        compiled.rows_forward(x.reshape(N, -1), w.reshape(F, -1), b, y.reshape(N, F))
+        return y
     if N < PARALLEL_MIN:
         return table_conv2d_forward(x, w.reshape(F * C, KH, KW), b, *_all_pairs(F, C))
     if x.shape[2:] == w.shape[2:]:
@@ -256,16 +260,15 @@ def rbf_backward(x, centers, dy):
 
 # ------------------------------------ squashing, the paper's losses, the SDLM update
 def scaled_tanh(a, out=None):
-    """``numpy_ref.scaled_tanh`` for the layers: the same NumPy operations, so the
-    same bits, computed in one array (``out`` when given: the layer's own), so a
-    large batch makes no temporaries. (The fused step's squashing is compiled,
-    with its own vectorising tanh: ``compiled.scaled_tanh``.)"""
+    """Numba version of ``numpy_ref.scaled_tanh``, written into ``out`` when given
+    (the layer's own array, so a large batch makes no temporaries). It computes tanh
+    with ``compiled.tanh``, the same bits on every CPU, where NumPy's np.tanh runs
+    SIMD code chosen for the CPU (AVX-512, AVX2, NEON), whose last bits differ."""
     y = np.empty(np.shape(a), np.result_type(a, 1.0)) if out is None else out
-    # BEGIN SOLUTION scaled_tanh
-    np.multiply(a, S, out=y)                # S a
-    np.tanh(y, out=y)                       # tanh(S a)
-    y *= A                                  # A tanh(S a)
-    # END SOLUTION
+    target = y if y.flags.c_contiguous else np.empty(y.shape, y.dtype)
+    compiled.scaled_tanh_into(np.ascontiguousarray(a, dtype=y.dtype), target)
+    if target is not y:
+        y[...] = target
     return y
 
 
@@ -281,6 +284,7 @@ def scaled_tanh_derivative(y, out=None):
 
 
 mse_loss, map_loss = compiled.mse_loss, compiled.map_loss
+softmax_cross_entropy = compiled.softmax_cross_entropy
 
 
 def sdlm_update(p, g, rates):

@@ -380,6 +380,22 @@ def map_loss(penalties, labels, j=0.1):
     return loss, grad.astype(penalties.dtype)
 
 
+def softmax_cross_entropy(logits, labels):
+    """Softmax cross-entropy (the modern variant) on logits (N, K), integer labels
+    (N,): (E = mean_n -log softmax(z_n)_D, dE/dz (N, K) = (softmax(z) - onehot(D)) / N),
+    each row shifted by its own maximum before exponentiating."""
+    N = logits.shape[0]
+    rows = np.arange(N)
+    # BEGIN SOLUTION softmax_cross_entropy
+    lse = logsumexp_rows(logits)
+    loss = (lse - logits[rows, labels]).mean()
+    grad = np.exp(logits - lse[:, None])
+    grad[rows, labels] -= 1.0
+    grad /= N
+    # END SOLUTION
+    return loss, grad.astype(logits.dtype)
+
+
 # ------------------------------------------------------------ the SDLM update
 def sdlm_rates(eta, mu, h, dtype):
     """SDLM's step sizes eta / (mu + h_kk) (Appendix C), element-wise, in ``dtype``."""

@@ -185,6 +185,7 @@ UNITS = {u.name: u for u in (
          "08_modern_variant", 4, (
              Case("logits", lambda r: cases.logits(r, 4, 10, 3.0)),
              Case("large logits", lambda r: cases.logits(r, 6, 5, 800.0), True)),
+         kernels=("softmax_cross_entropy",),
          gradient=Gradient("softmax_cross_entropy", "loss", {"grad": "scores"}, weight=None)),
 )}
 
