@@ -41,7 +41,10 @@ def random_affine(n, rng, ranges=DistortionRanges()):
     arithmetic, the same bits on every CPU (``np.linalg.inv`` calls LAPACK, whose
     kernels are chosen for the CPU).
     """
-    u = lambda r: rng.uniform(-r, r, size=n)          # noqa: E731
+    # uniform in [-r, r) as rng.uniform draws it, -r + 2r u, written out in NumPy's
+    # element-wise arithmetic: NumPy's own C code may fuse the multiply and the add
+    # into one FMA where its compiler does so (clang on ARM), and round differently
+    u = lambda r: -r + (2 * r) * rng.random(n)        # noqa: E731
     s = 1.0 + u(ranges.scale)
     q = 1.0 + u(ranges.squeeze)
     k = u(ranges.shear)

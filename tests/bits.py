@@ -16,10 +16,12 @@ from minilenet.train import Data, TrainConfig, Trainer  # noqa: E402
 from test_train import _arrays  # noqa: E402
 
 #: name -> TrainConfig overrides of a run of 2 epochs on 256 synthetic digits: the
-#: recipe one sample at a time and four at a time (the fused step), four at a time and
+#: recipe one sample at a time (without and with the paper's distortions) and four at a
+#: time (the fused step), four at a time and
 #: 64 at a time through the layer graph, and the modern variant in batches of 64.
 RUNS = {
     "paper, batch 1, fused": {},
+    "paper, batch 1, fused, distortions": {"distort": "paper"},
     "paper, batch 4, fused": {"batch_size": 4},
     "paper, batch 4, layer graph": {"batch_size": 4, "fused": False},
     "paper, batch 64, layer graph": {"batch_size": 64},

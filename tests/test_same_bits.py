@@ -24,6 +24,8 @@ from minilenet.kernels import threads
 #: Run name -> SHA-256 of its weights (tests/bits.py), on any CPU.
 HASHES = {
     "paper, batch 1, fused": "cad6461a0760244618c24dc3412aafd0f16ffa9a23268249d2b57123c613a881",
+    "paper, batch 1, fused, distortions":
+        "d82c468cc79b056dc66b1921c78db044444c4216c4a3e3236915ddbbeffae248",
     "paper, batch 4, fused": "5439bd0ef758e238e806398733d9040ee4e87ffbff530edeb25d2c81dd22ece0",
     # the same bits as the fused step: the layer graph runs the same kernels for 4 samples
     "paper, batch 4, layer graph":
@@ -33,8 +35,10 @@ HASHES = {
     "modern, batch 64": "10f4b53de59ca0589837341e7165330617104c5ff955033200787777f1447da7",
 }
 
-#: The runs the emulated machines repeat: the recipe, batch training, the modern variant.
-MATRIX_RUNS = ("paper, batch 1, fused", "paper, batch 64, layer graph", "modern, batch 64")
+#: The runs the emulated machines repeat: the recipe (with and without distortions),
+#: batch training, the modern variant.
+MATRIX_RUNS = ("paper, batch 1, fused", "paper, batch 1, fused, distortions",
+               "paper, batch 64, layer graph", "modern, batch 64")
 
 
 @pytest.mark.parametrize("name", list(RUNS))
@@ -66,7 +70,8 @@ def _host_has(*features):
 
 def _machines():
     """(label, environment) of each emulated machine."""
-    machines = [(f"{n} threads", {"NUMBA_NUM_THREADS": str(n)}) for n in (1, 2, 3)]
+    machines = [(f"{n} thread{'s' if n > 1 else ''}", {"NUMBA_NUM_THREADS": str(n)})
+                for n in (1, 2, 3)]
     if _numpy_simd():
         machines.append(("NumPy without " + " ".join(_numpy_simd()),
                          {"NPY_DISABLE_CPU_FEATURES": " ".join(_numpy_simd())}))
