@@ -133,6 +133,7 @@ def cmd_train(args):
                              args.out, history)
     print(f"wrote {args.out}/: checkpoint.npz, weights.npz, history.json, curves.png, "
           f"learning_rates.png, confusion.png, misclassified.png")
+    print(f"weights SHA-256: {trainer.model.weights_sha256()}")
     print(f"test error: {100 * error:.2f}%")
     return 0
 

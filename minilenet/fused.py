@@ -12,6 +12,8 @@ through the layer graph, whose kernels share them out over the cores
 (``STRUCTURE``), and ``mismatch`` refuses any other. Its reference is the layer
 graph itself: the tests check that both give the same loss, gradients and
 weights (1e-12 in float64), and check the fused gradients by finite differences.
+Below ``PARALLEL_MIN`` samples the layer graph runs the same per-sample kernels,
+and the two end at the same weights bit for bit (tests/test_same_bits.py).
 """
 import numpy as np
 

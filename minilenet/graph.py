@@ -4,6 +4,8 @@ forward runs the layers in order, backward (and the Gauss-Newton
 backward_second) in reverse. Parameter names are "<layer>.<key>", e.g.
 "c3.weight". No autograd: each layer's own backward does the work.
 """
+import hashlib
+
 import numpy as np
 
 from .fileio import load_npz, save_npz
@@ -152,3 +154,13 @@ class Sequential:
         """Read weights written by ``save`` (no pickle)."""
         self.load_state_dict(load_npz(path))
         return self
+
+    def weights_sha256(self):
+        """SHA-256 (hex) of ``state_dict``: each name and its array's bytes, in name
+        order. The same seed gives the same string on every machine (``minilenet
+        train`` prints it; docs/performance.md, "The same bits on every machine")."""
+        digest = hashlib.sha256()
+        for name, array in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()

@@ -237,7 +237,9 @@ def pretrained(dtype=None, backend=None):
 def pretrained_info():
     """The record beside the shipped weights, as a dict: "command" (regenerates
     them), "recipe", "test_error" (percent), "test_errors" (count) on
-    "test_images" MNIST test digits, "version" (the package version that trained them)."""
+    "test_images" MNIST test digits, "version" (the package version that trained them),
+    "weights_sha256" (``Sequential.weights_sha256``: the command gives these very
+    weights on every machine) and "trained" (when, with which kernels)."""
     import json
     from importlib import resources
     return json.loads(resources.files("minilenet").joinpath(PRETRAINED + ".json").read_text())

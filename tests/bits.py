@@ -2,13 +2,10 @@
 tests/test_same_bits.py. ``python tests/bits.py NAME...`` runs the named runs in
 this process and prints {name: hash} as JSON (the test runs it under emulated
 machines: other OpenBLAS kernels, Numba targets, NumPy's CPU features, threads)."""
-import hashlib
 import json
 import os
 import sys
 import tempfile
-
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,22 +27,13 @@ RUNS = {
 }
 
 
-def weights_hash(model):
-    """SHA-256 over the model's arrays, by name."""
-    digest = hashlib.sha256()
-    for name, array in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
-
-
 def run_hash(out, name):
     """Train run ``name`` (writing its checkpoints into the folder ``out``); the hash."""
     config = TrainConfig(**{"epochs": 2, "hessian_samples": 50, **RUNS[name]})
     trainer = Trainer(config, Data.from_mnist(_arrays(n_train=256, n_test=40), config), out,
                       progress=False, log=lambda s: None)
     trainer.fit()
-    return weights_hash(trainer.model)
+    return trainer.model.weights_sha256()
 
 
 if __name__ == "__main__":

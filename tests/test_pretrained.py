@@ -44,6 +44,8 @@ def test_record_beside_the_weights():
     assert info["version"]
     size = resources.files("minilenet").joinpath("resources/lenet5_paper_seed0.npz").read_bytes()
     assert 100_000 < len(size) < 1_000_000               # a few hundred kB of package data
+    # what `minilenet train --seed 0` prints on any machine, and the shipped weights' own
+    assert pretrained().weights_sha256() == info["weights_sha256"]
 
 
 def test_exported():

@@ -54,8 +54,8 @@ LANES = 64
 
 @jit
 def lane_total(part):
-    """The sum of the lanes part (LANES,) in a fixed tree: lane l + lane l + 16,
-    then + 8, + 4, + 2, + 1 (part is overwritten)."""
+    """The sum of the lanes part (LANES,) in a fixed tree: lane l gains lane
+    l + LANES/2, then l + LANES/4, and so on to l + 1 (part is overwritten)."""
     width = part.shape[0]
     while width > 1:
         half = width // 2
