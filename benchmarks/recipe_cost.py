@@ -52,9 +52,12 @@ PARTS = ("steps", "curvature", "test error", "pass")
 
 def run_once(path, env, images):
     full = dict(os.environ, PYTHONPATH=path, **env)
-    out = subprocess.run([sys.executable, "-c", WORKLOAD, str(images)], env=full, cwd=path,
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    run = subprocess.run([sys.executable, "-c", WORKLOAD, str(images)], env=full, cwd=path,
+                         capture_output=True, text=True)
+    if run.returncode:
+        last = (run.stderr.strip().splitlines() or ["(no output)"])[-1]
+        sys.exit(f"error: the pass in {path} failed: {last}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -67,6 +70,10 @@ def main(argv=None):
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     other = os.path.abspath(args.other) if args.other else HERE
+    if not os.path.isdir(os.path.join(other, "minilenet")):
+        parser.error(f"--other: {other} is not a checkout of minilenet (no minilenet/ folder in it)")
+    if args.rounds < 1 or args.images < 1:
+        parser.error(f"--rounds and --images must be at least 1, got {args.rounds} and {args.images}")
     other_env = dict(item.split("=", 1) for item in args.env)
     sides = {"this": (HERE, {}), "other": (other, other_env)}
     results = {side: [] for side in sides}
